@@ -38,10 +38,23 @@ def _weight(m): return m.weight_orig*m.weight_mask if hasattr(m, 'weight_mask') 
 
 def _check_finite(layers):
     for n,m in layers.items():
-        if not torch.isfinite(_weight(m)).all():
+        w = _weight(m).detach()
+        if not (torch.isfinite(w.sum()) or torch.isfinite(w).all()):   # a sum is finite unless a value is NaN/inf (or it overflows)
             raise ValueError(f"layer {n!r} has NaN or inf weights: fix or reload the checkpoint before pruning")
 
 # %% ../nbs/02_prune.ipynb #89ac3e38
+def _drop_smallest(mags:torch.Tensor, # flat tensor of magnitudes
+                   k:int, # how many to remove
+                  ) -> torch.Tensor:
+    "Flat keep-mask removing exactly the `k` smallest of `mags`, ties broken by position (as a stable sort would)."
+    if k <= 0: return torch.ones(mags.numel(), dtype=torch.bool, device=mags.device)
+    thr = mags.kthvalue(k).values
+    keep = mags > thr
+    ties = (mags == thr).nonzero().flatten()
+    keep[ties[k - int((mags < thr).sum()):]] = True
+    return keep
+
+# %% ../nbs/02_prune.ipynb #232ffb49
 def global_magnitude_masks(model:nn.Module, # the network to prune (not modified)
                            sparsity:float, # fraction of candidate weights to remove, in [0, 1)
                            include_first:bool=False, # also prune the first convolution
@@ -55,14 +68,13 @@ def global_magnitude_masks(model:nn.Module, # the network to prune (not modified
         mags = [_weight(m).detach().abs().flatten() for m in layers.values()]
         flat = torch.cat(mags)
         n_prune = round(sparsity * flat.numel())
-        keep = torch.ones(flat.numel(), dtype=torch.bool)
-        if n_prune: keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+        keep = _drop_smallest(flat, n_prune)
     masks, i = {}, 0
     for (n,m),mag in zip(layers.items(), mags):
         masks[n] = keep[i:i+mag.numel()].view_as(m.weight if not hasattr(m,'weight_orig') else m.weight_orig); i += mag.numel()
     return masks
 
-# %% ../nbs/02_prune.ipynb #8e46bdaa
+# %% ../nbs/02_prune.ipynb #a375ff61
 def layer_uniform_masks(model:nn.Module, # the network to prune (not modified)
                         sparsity:float, # fraction of weights to remove in every layer, in [0, 1)
                         include_first:bool=False, # also prune the first convolution
@@ -76,13 +88,11 @@ def layer_uniform_masks(model:nn.Module, # the network to prune (not modified)
     with torch.no_grad():
         for n,m in layers.items():
             w = _weight(m).detach().abs().flatten()
-            keep = torch.ones_like(w, dtype=torch.bool)
-            k = round(sparsity * w.numel())
-            if k: keep[torch.argsort(w, stable=True)[:k]] = False
+            keep = _drop_smallest(w, round(sparsity * w.numel()))
             masks[n] = keep.view(_weight(m).shape)
     return masks
 
-# %% ../nbs/02_prune.ipynb #d28658d5
+# %% ../nbs/02_prune.ipynb #5f834066
 def nm_masks(model:nn.Module, # the network to prune (not modified)
              n:int=2, # weights kept in every group
              m:int=4, # group size along the input dimension
@@ -109,7 +119,7 @@ def nm_masks(model:nn.Module, # the network to prune (not modified)
             masks[name] = keep.view(wt.shape).movedim(-1, 1).contiguous()
     return masks
 
-# %% ../nbs/02_prune.ipynb #73f71f96
+# %% ../nbs/02_prune.ipynb #544ea5d3
 def channel_masks(model:nn.Module, # the network to prune (not modified)
                   sparsity:float, # fraction of output channels (filters) to remove per layer, in [0, 1)
                   include_first:bool=False, # also prune the first convolution
@@ -130,7 +140,7 @@ def channel_masks(model:nn.Module, # the network to prune (not modified)
             masks[n] = keep.view(-1, *[1]*(w.dim()-1)).expand_as(w).clone()
     return masks
 
-# %% ../nbs/02_prune.ipynb #ba6a2f6a
+# %% ../nbs/02_prune.ipynb #5ce8294c
 def apply_masks(model:nn.Module, # the network (not modified)
                 masks:dict, # name -> keep-mask, as returned by a masker
                 copy:bool=True, # prune a deep copy (True) or the model itself
@@ -151,19 +161,19 @@ def apply_masks(model:nn.Module, # the network (not modified)
             with torch.no_grad(): torch_prune.custom_from_mask(mod, 'weight', mask.to(mod.weight.device))
     return pruned
 
-# %% ../nbs/02_prune.ipynb #291a2a7f
+# %% ../nbs/02_prune.ipynb #e3e29364
 def masks_of(model:nn.Module) -> dict[str, torch.Tensor]:
     "The keep-masks attached to `model` (by `apply_masks` or by `torch.nn.utils.prune`), by module name."
     return {n: m.weight_mask.bool().clone() for n,m in model.named_modules() if hasattr(m, 'weight_mask')}
 
-# %% ../nbs/02_prune.ipynb #5ce8294c
+# %% ../nbs/02_prune.ipynb #7b80d499
 def make_permanent(model:nn.Module) -> nn.Module:
     "Remove the pruning re-parametrisation in place (weights keep their zeros, masks stop being enforced): for export."
     for m in model.modules():
         if hasattr(m, 'weight_mask'): torch_prune.remove(m, 'weight')
     return model
 
-# %% ../nbs/02_prune.ipynb #7b80d499
+# %% ../nbs/02_prune.ipynb #8d49f77f
 SPARSITY_KINDS = ('global', 'uniform', 'nm', 'channel')
 
 def prune_model(model:nn.Module, # the dense network (not modified)
@@ -183,7 +193,7 @@ def prune_model(model:nn.Module, # the dense network (not modified)
     else: raise ValueError(f"unknown sparsity kind {kind!r}; choose one of {SPARSITY_KINDS}")
     return apply_masks(model, masks)
 
-# %% ../nbs/02_prune.ipynb #5a59ebfa
+# %% ../nbs/02_prune.ipynb #5e24f36c
 def sparsity_report(model:nn.Module, # a (pruned) network
                    ) -> pd.DataFrame:
     "Per-layer weights, zeros and sparsity of every Conv2d and Linear layer, with a total row."

@@ -11,7 +11,7 @@ import torch, torch.nn as nn, torch.fx as fx
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SITE_KINDS', 'Site', 'is_residual_block', 'batchnorms', 'analyse_sites', 'site_report', 'find_sites']
+__all__ = ['SITE_KINDS', 'Site', 'is_residual_block', 'batchnorms', 'site_report', 'find_sites']
 
 # %% ../nbs/03_sites.ipynb #1f0143a1
 SITE_KINDS = ('block', 'bn', 'conv')
@@ -241,8 +241,8 @@ def _analyse_modules(model, error) -> _Analysis:
             _row(a, n, type(m).__name__, 'concat', 'skipped', 'DenseNet layer (marked)' + note, i)
     return a
 
-def analyse_sites(model:nn.Module, # any network
-                 ) -> _Analysis:
+def _analyse(model:nn.Module, # any network
+            ) -> _Analysis:
     "Trace `model` with torch.fx and classify its layers as sites; fall back to module order if it does not trace."
     try: tracer, graph = _trace(model)
     except Exception as e: return _analyse_modules(model, f'{type(e).__name__}: {e}'.splitlines()[0][:300])
@@ -252,7 +252,7 @@ def analyse_sites(model:nn.Module, # any network
 def site_report(model:nn.Module, # any network
                ) -> pd.DataFrame:
     "Every convolution, BatchNorm, residual unit and DenseNet layer of `model`: site kind, whether it is a site, and why."
-    a = analyse_sites(model)
+    a = _analyse(model)
     df = pd.DataFrame(a.rows, columns=['module', 'type', 'kind', 'status', 'reason', 'order'])
     for i,n in enumerate(df.module): df.loc[i, 'module'] = _canonical(model, n) if n else n
     df = df.sort_values('order', kind='stable', na_position='last').drop(columns='order').reset_index(drop=True)
@@ -264,7 +264,7 @@ def find_sites(model:nn.Module, # the network
               ) -> list[Site]:
     "The repair sites of `kind` in `model`, in execution order (see `site_report` for what is skipped and why)."
     if kind not in SITE_KINDS: raise ValueError(f"unknown site kind {kind!r}; choose one of {SITE_KINDS}")
-    a = analyse_sites(model)
+    a = _analyse(model)
     names = [_canonical(model, n) for n in a.sites[kind]]
     if not a.traced and not names and kind != 'bn' and batchnorms(model):
         raise ValueError(f"found no {kind!r} sites: the model does not trace with torch.fx ({a.error}) and the module-order "
