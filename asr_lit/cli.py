@@ -90,6 +90,7 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.models.
     try:
         if not 0 <= sparsity < 1: raise ValueError(f"sparsity must be in [0, 1); got {sparsity}")
         _check_choice('sparsity kind', kind, prune.SPARSITY_KINDS)
+        _check_choice('dataset', dataset, ('cifar10', 'imagenette'))
         engine.get_method(method)
         if method == 'asr':
             from asr_lit.shrinkage import LAM_RULES; _check_choice('lambda rule', lam_rule, list(LAM_RULES))

@@ -357,18 +357,27 @@ _BN = nn.modules.batchnorm._BatchNorm
 class _Stop(Exception): "Raised by a hook to end a partial forward pass."
 
 class _Tracer(fx.Tracer):
-    "BatchNorms, `Corrected` wrappers and the modules named in `leaves` (sites) stay leaves: they are where the barriers are."
-    def __init__(self, leaves=()): super().__init__(); self.leaves = set(leaves)
+    "Traces into blocks and wrappers, keeping BatchNorms and corrections whole; records each module's output node."
+    def __init__(self): super().__init__(); self.outputs = {}
     def is_leaf_module(self, m, qualname):
-        return isinstance(m, (Corrected, _BN)) or qualname in self.leaves or super().is_leaf_module(m, qualname)
+        return isinstance(m, (ChannelAffine, _BN)) or super().is_leaf_module(m, qualname)
+    def call_module(self, m, forward, args, kwargs):
+        out = super().call_module(m, forward, args, kwargs)
+        name = self.path_of_module(m)
+        if name not in self.outputs and isinstance(out, fx.Proxy): self.outputs[name] = out.node
+        return out
 
-def _trace(model, leaves=()):
-    "The torch.fx graph of `model` (with the modules named in `leaves` kept whole), or None where it does not trace."
+def _trace(model, sites=()):
+    """The torch.fx graph of `model` and, for each site name in `sites`, the node whose value is the site's output
+    (before its correction); None where the model does not trace."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            return _Tracer(leaves).trace(model)
+            tr = _Tracer(); graph = tr.trace(model)
     except Exception: return None
+    keys = {n: n + '.module' if isinstance(_get(model, n), Corrected) else n for n in sites}
+    if any(k not in tr.outputs for k in keys.values()): return None
+    return graph, {tr.outputs[k]: n for n, k in keys.items()}
 
 def _attr(obj, target):
     for a in target.split('.'): obj = getattr(obj, a)
@@ -387,11 +396,13 @@ def _to(v, device):
     return v
 
 # %% ../nbs/04_engine.ipynb #04277c89
-def _staged(model, graph, chunks, recal, sites, device=None, store=None, profile=None):
-    """Run `graph` (traced from `model`) node by node, each node over all `chunks` before the next. With `recal`,
-    each BatchNorm is recalibrated from all chunks' inputs before any chunk is normalised. At each site (a module
-    name in `sites`) yields `(name, outputs of all chunks)`, and on resumption applies the site's correction
-    (`Corrected` wrappers). Returns the model's outputs per chunk. `store`: where cached activations are kept."""
+def _staged(model, traced, chunks, recal, device=None, store=None, profile=None):
+    """Run the graph of `traced = _trace(model, sites)` node by node, each node over all `chunks` before the next.
+    With `recal`, each BatchNorm is recalibrated from all chunks' inputs before any chunk is normalised. At each site
+    yields `(name, outputs of all chunks)`; the caller measures them and sets the site's correction, which the
+    graph's next node (the `ChannelAffine` of a `Corrected` wrapper) then applies. Returns the outputs per chunk.
+    `store`: where the cached activations are kept, when not on `device`."""
+    graph, site_of = traced
     mods = dict(model.named_modules())
     nodes = list(graph.nodes)
     last = {}
@@ -404,11 +415,9 @@ def _staged(model, graph, chunks, recal, sites, device=None, store=None, profile
             if a not in batched: return env[a]
             return env[a][c] if store is None else _to(env[a][c], device)
         return get
-    def args_of(nd, c):
-        g = getter(c)
-        return fx.node.map_arg(nd.args, g), fx.node.map_arg(nd.kwargs, g)
     def call(nd, c):
-        args, kwargs = args_of(nd, c)
+        g = getter(c)
+        args, kwargs = fx.node.map_arg(nd.args, g), fx.node.map_arg(nd.kwargs, g)
         if nd.op == 'call_module': return mods[nd.target](*args, **kwargs)
         if nd.op == 'call_function': return nd.target(*args, **kwargs)
         return getattr(args[0], nd.target)(*args[1:], **kwargs)        # call_method
@@ -422,26 +431,19 @@ def _staged(model, graph, chunks, recal, sites, device=None, store=None, profile
         elif not any(a in batched for a in nd.all_input_nodes): env[nd] = call(nd, None)
         else:
             m = mods.get(nd.target) if nd.op == 'call_module' else None
-            if recal and isinstance(m, _BN) and m.track_running_stats:
+            if recal and isinstance(m, _BN) and m.track_running_stats:  # a barrier: statistics of every chunk first
                 acc = StreamingStats()
                 for c in range(K): acc.add(getter(c)(nd.args[0]))
                 _set_bn(m, acc.result())
-                outs = [call(nd, c) for c in range(K)]
-            elif m is not None and nd.target in sites:
-                inner = m.module if isinstance(m, Corrected) else m
-                ins = [args_of(nd, c) for c in range(K)]
-                outs = [inner(*a, **k) for a, k in ins]
-                yield nd.target, outs
-                if isinstance(m, Corrected): outs = [_apply_inplace(m.correction, o, a) for o, (a, _) in zip(outs, ins)]
-                del ins
-            else: outs = [call(nd, c) for c in range(K)]
+            outs = [call(nd, c) for c in range(K)]
+            if nd in site_of: yield site_of[nd], outs                   # a barrier: measured, corrected downstream
             env[nd] = outs if store is None else [_to(o, store) for o in outs]
             batched.add(nd)
             if profile is not None:
                 live = sum(_nbytes(env[a]) for a in batched if a in env)
                 profile['frontier'] = max(profile.get('frontier', 0), live)
                 profile['step'] = max(profile.get('step', 0), _nbytes(outs))
-                if m is not None and nd.target in sites: profile['sites'] = profile.get('sites', 0) + _nbytes(outs)
+                if nd in site_of: profile['sites'] = profile.get('sites', 0) + _nbytes(outs)
         for a in nd.all_input_nodes:
             if last.get(a) == i: env.pop(a, None)
 
@@ -557,7 +559,7 @@ def _mem_profile(model, graph, x, sites):
     "Bytes per image a pass of `model` holds: 'frontier' (alive at once, widest point), 'step' (largest activation), 'sites'."
     p = {}
     with torch.no_grad():
-        if graph is not None: _drive(_staged(model, graph, [x], False, set(sites), profile=p))
+        if graph is not None: _drive(_staged(model, graph, [x], False, profile=p))
         else:
             sizes, hooks = [], []
             for n, m in model.named_modules():
@@ -612,7 +614,7 @@ def _recal_pass(model, calib, plan):
     chunks = plan.chunks(calib)
     if plan.kind == 'one pass': _one_pass(model, calib, True, [])
     elif plan.kind == 'staged':
-        with torch.no_grad(): _drive(_staged(model, _trace(model), chunks, True, set(), calib.device, plan.store))
+        with torch.no_grad(): _drive(_staged(model, _trace(model), chunks, True, calib.device, plan.store))
     else: _replay(model, chunks, _barrier_order(model, chunks[0], True, []))
 
 # %% ../nbs/04_engine.ipynb #fe6c9912
@@ -705,7 +707,6 @@ def _repair_pass(model, dense, names, calib, plan, recal, dense_recal, sink, pai
     stats = cached
     dref = clone_model(dense).to(device).eval() if (cached is None or pairs) else None
     chunks = plan.chunks(calib)
-    sites = set(names)
     if plan.kind == 'one pass':
         col = _Collect(keep=pairs)
         if dref is not None: _one_pass(dref, calib, dense_recal, names, col)
@@ -713,11 +714,11 @@ def _repair_pass(model, dense, names, calib, plan, recal, dense_recal, sink, pai
         sink.dense.update(stats)
         _one_pass(model, calib, recal, names, sink, partners=col.kept if pairs else None)
     elif plan.kind == 'staged':
-        gen = _staged(model, _trace(model, sites), chunks, recal, sites, device, plan.store)
+        gen = _staged(model, _trace(model, names), chunks, recal, device, plan.store)
         with torch.no_grad():
             if pairs:                                   # the dense graph runs in step: site k of both, then on
                 col = _Collect()
-                dgen = _staged(dref, _trace(dref, sites), chunks, dense_recal, sites, device, plan.store)
+                dgen = _staged(dref, _trace(dref, names), chunks, dense_recal, device, plan.store)
                 def on_site(name, outs):
                     dname, douts = next(dgen)
                     if dname != name: raise RuntimeError(f"the dense and pruned graphs reach sites in different orders ({dname!r}, {name!r})")
@@ -730,7 +731,7 @@ def _repair_pass(model, dense, names, calib, plan, recal, dense_recal, sink, pai
             else:
                 if stats is None:
                     col = _Collect()
-                    _drive(_staged(dref, _trace(dref, sites), chunks, dense_recal, sites, device, plan.store),
+                    _drive(_staged(dref, _trace(dref, names), chunks, dense_recal, device, plan.store),
                            lambda n, outs: [col.observe(n, o) for o in outs])
                     stats = col.stats()
                 sink.dense.update(stats)

@@ -42,11 +42,11 @@ MODELS = {
 if os.environ.get('ASR_LIT_FULL_TESTS') == '1': MODELS['tv_vgg16_bn_full'] = (lambda: tv_model('vgg16_bn'), 32, 0)
 
 
-def _with_bn_stats(model, x, passes=3):
-    "Give a randomly initialised model non-trivial BatchNorm statistics: a few training-mode passes, then eval mode."
-    model.train()
-    with torch.no_grad():
-        for i in range(passes): model(x.roll(i, 0) * (0.8 + 0.2*i))
+def _with_bn_stats(model, x):
+    "Give a randomly initialised model non-trivial BatchNorm statistics: a training-mode pass on other images, then eval mode."
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm): m.momentum = None
+    with torch.no_grad(): model.train()(torch.rand_like(x) * 0.8 + 0.1)
     return model.eval()
 
 
@@ -54,8 +54,8 @@ def _state(model): return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def _check_repaired(repaired, rep, pruned, out_shape, calib):
-    with torch.no_grad(): out = repaired(calib)
-    assert out.shape == out_shape
+    with torch.no_grad(): out = repaired(calib[:4])
+    assert out.shape == (4,) + tuple(out_shape[1:])
     assert torch.isfinite(out).all(), rep
     for site, g in rep.gains().items():
         dense_var = torch.tensor(rep.channels[rep.channels.site == site].dense_var.values)
@@ -65,7 +65,7 @@ def _check_repaired(repaired, rep, pruned, out_shape, calib):
     for name, mask in masks_of(pruned).items():
         mod = after[name]
         assert torch.equal(mod.weight_mask.bool(), mask), name
-        assert (mod.weight[~mask] == 0).all(), name
+        assert not ((mod.weight != 0) & ~mask).any(), name
 
 
 @pytest.mark.parametrize('name', list(MODELS))
@@ -135,4 +135,4 @@ def test_plain_zeroed_weights(r20):
         for n, m in zeroed.named_modules():
             if isinstance(m, nn.Conv2d):
                 w = dict((k.replace('.module.', '.'), v) for k, v in repaired.named_modules())[n].weight
-                assert (w[m.weight == 0] == 0).all()
+                assert not ((w != 0) & (m.weight == 0)).any()

@@ -149,7 +149,7 @@ def test_permuting_channels_permutes_gains(seed, data):
     pruned = prune_model(dense, 0.8)
     pdense, ppruned = permute_stream(dense, perm), permute_stream(pruned, perm)
     torch.testing.assert_close(out(pdense, calib), out(dense, calib), rtol=1e-4, atol=1e-5)   # same function
-    for method, site in (('asr', 'block'), ('naive', 'block'), ('asr', 'bn')):
+    for method, site in (('asr', 'block'), ('naive', 'bn')):
         _, rep = repair(pruned, dense, calib, method, site=site)
         _, prep = repair(ppruned, pdense, calib, method, site=site)
         names = ['bn', 'blocks.0.bn2', 'blocks.1.bn2'] if site == 'bn' else ['blocks.0', 'blocks.1']
@@ -162,7 +162,7 @@ def test_scaling_the_input_of_a_normalised_layer_leaves_gains(seed, scale):
     "The stem convolution (no bias) feeds a BatchNorm: scaling the calibration images is undone there."
     dense, calib = tiny(seed)
     pruned = prune_model(dense, 0.8)
-    for method in ('asr', 'naive', 'layerwise'):
+    for method in ('asr', 'layerwise'):
         _, rep = repair(pruned, dense, calib, method)
         _, srep = repair(pruned, dense, calib * scale, method)
         for k, g in rep.gains().items(): torch.testing.assert_close(srep.gains()[k], g, rtol=1e-3, atol=1e-6)
@@ -210,4 +210,4 @@ def test_dense_untouched_and_masks_kept(seed, method, site, fold, kind, dense_tr
     mods = unwrapped(repaired)
     for name, mask in masks_of(pruned).items():
         assert torch.equal(mods[name].weight_mask.bool(), mask)
-        assert (mods[name].weight[~mask] == 0).all()
+        assert not ((mods[name].weight != 0) & ~mask).any()
