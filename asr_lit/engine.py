@@ -49,10 +49,18 @@ def _as_float(x):
     x = x.detach()
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
+def _sum(x):
+    "Per-channel sum of `x` (N, C, ...), float64: float32 sums over the contiguous spatial dims, then float64 over the batch."
+    return (x.sum(tuple(range(2, x.dim()))) if x.dim() > 2 else x).double().sum(0)
+
+def _sumsq(x):
+    "Per-channel sum of squares, as `_sum`."
+    return (torch.linalg.vector_norm(x, 2, tuple(range(2, x.dim()))).double().square() if x.dim() > 2 else x.double().square()).sum(0)
+
 def _moments(x, dims, n):
     "Per-channel mean and variance (float64) from the raw moments; the channels to recompute exactly."
-    mean = x.sum(dims).double() / n
-    ex2 = torch.linalg.vector_norm(x, 2, dims).double().square() / n
+    mean = _sum(x) / n
+    ex2 = _sumsq(x) / n
     var = ex2 - mean.square()
     redo = (ex2 > 0) & ~(var * _RAW_MOMENTS_MAX > ex2)   # also catches var <= 0 and NaN
     return mean, var, redo
@@ -71,7 +79,7 @@ def _stats(x, y=None):
     y = _as_float(y)
     if y.shape != x.shape: raise ValueError(f"paired activations differ in shape: {tuple(x.shape)} and {tuple(y.shape)}")
     ymean, yvar, yredo = _moments(y, dims, n)
-    cov = (x * y).sum(dims).double() / n - mean * ymean
+    cov = _sum(x * y) / n - mean * ymean
     redo = redo | yredo
     if redo.any():
         i = redo.nonzero().squeeze(1)
@@ -213,7 +221,7 @@ def _set_bn(bn, s:ChannelStats):
 class _BNRecal:
     "Context: pre-hooks that recalibrate every BatchNorm of `model` from its input as a one-pass forward reaches it."
     def __init__(self, model, active=True):
-        self.bns = {n:m for n,m in batchnorms(model).items() if m.track_running_stats} if active else {}
+        self.bns = {n:m for n,m in batchnorms(model).items() if m.running_mean is not None} if active else {}
     def __enter__(self):
         def pre(m, inp): _set_bn(m, channel_stats(inp[0]))
         for m in self.bns.values(): m.eval()
@@ -226,14 +234,15 @@ def recalibrate_bn(model:nn.Module, # network whose BatchNorm statistics are rec
                    calib:torch.Tensor, # calibration images (N, C, H, W), float in [0, 1]
                    max_batch:int|None=None, # stream the batch in chunks of at most this many images (see `repair`)
                    mem_budget_mb:float|None=None, # activation memory it may use; given, the schedule is chosen from it
+                   schedule:str|None=None, # force 'one pass', 'staged' or 'replay'
                   ) -> nn.Module:
     "Recompute all BatchNorm running statistics on `calib`, in one pass or streamed exactly in chunks (BN-only recalibration, in place)."
     if not batchnorms(model): raise ValueError(_NO_BN)
     model.eval()
     device = next(model.parameters()).device
     calib = calib.to(device)
-    plan = (_Plan('one pass', len(calib)) if max_batch is None and mem_budget_mb is None else
-            _plan(model, calib, max_batch, mem_budget_mb, None, False, device, []))
+    plan = (_Plan('one pass', len(calib)) if max_batch is None and mem_budget_mb is None and schedule is None else
+            _plan(model, calib, max_batch, mem_budget_mb, schedule, False, device, []))
     _recal_pass(model, calib, plan)
     return model
 
@@ -431,7 +440,7 @@ def _staged(model, traced, chunks, recal, device=None, store=None, profile=None)
         elif not any(a in batched for a in nd.all_input_nodes): env[nd] = call(nd, None)
         else:
             m = mods.get(nd.target) if nd.op == 'call_module' else None
-            if recal and isinstance(m, _BN) and m.track_running_stats:  # a barrier: statistics of every chunk first
+            if recal and isinstance(m, _BN) and m.running_mean is not None:  # a barrier: statistics of every chunk first
                 acc = StreamingStats()
                 for c in range(K): acc.add(getter(c)(nd.args[0]))
                 _set_bn(m, acc.result())
@@ -475,7 +484,7 @@ def _barrier_order(model, x, recal, sites):
     order, hooks = [], []
     if recal:
         for n, bn in batchnorms(model).items():
-            if bn.track_running_stats: hooks.append(bn.register_forward_pre_hook(lambda m, i, n=n: order.append(('bn', n))))
+            if bn.running_mean is not None: hooks.append(bn.register_forward_pre_hook(lambda m, i, n=n: order.append(('bn', n))))
     for n in sites: hooks.append(_get(model, n).register_forward_hook(lambda m, i, o, n=n: order.append(('site', n))))
     try:
         with torch.no_grad(): model(x)
@@ -590,7 +599,7 @@ def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites
     one = N * (f + 2*s) + (N * st if pairs else 0)
     if schedule is None and (max_batch is None or max_batch >= N) and one <= budget: return _Plan('one pass', N, None, one, budget)
     if schedule is None:
-        bad = [n for n,m in batchnorms(model).items() if not m.track_running_stats]
+        bad = [n for n,m in batchnorms(model).items() if m.running_mean is None]
         if bad: raise ValueError(f"BatchNorm {bad[0]!r} normalises with the statistics of each batch (track_running_stats=False): "
                                  "streaming the calibration set in chunks would change what it computes; repair in one pass "
                                  "(schedule='one pass') or give it running statistics")
@@ -606,7 +615,7 @@ def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites
         if c >= 1 and (cached + c * per <= budget or schedule is not None or (max_batch is not None and kind == kinds[-1])):
             c = math.ceil(N / math.ceil(N / c))                           # even chunks
             return _Plan(kind, c, store, cached + c * per, budget, graph is not None)
-    raise ValueError(f"mem_budget_mb={budget:.0f} is too small for this model: one image needs about {k * (f + 2*s):.1f} MB "
+    raise ValueError(f"mem_budget_mb={budget:.3g} is too small for this model: one image needs about {k * (f + 2*s):.2g} MB "
                      "even when the calibration set is replayed image by image; raise the budget")
 
 def _recal_pass(model, calib, plan):

@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 from asr_lit.channelwise import gamma_hat
 from asr_lit.shrinkage import LAM_RULES
 
-PROPS = settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+PROPS = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 ALL_METHODS = list(METHODS)
 RULE_METHODS = [m for m in ALL_METHODS if METHODS[m].rule is not None]
 

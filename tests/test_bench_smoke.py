@@ -1,0 +1,21 @@
+"Smoke test of benchmarks/bench_repair.py: tiny settings (ResNet-20, 32 images, one round), every figure runs."
+import subprocess, sys
+from pathlib import Path
+
+import pytest
+from asr_lit.data import shared_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+AKA = shared_dir() / 'weights' / 'cifar10-resnet-akamaster'
+
+
+@pytest.mark.skipif(not any(AKA.glob('resnet20-*.th')), reason=f"no akamaster weights in {AKA}")
+def test_bench_smoke(tmp_path):
+    out = tmp_path / 'smoke.txt'
+    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_repair.py'), '--smoke', '--threads', '1',
+                        '--device', 'cpu', '--out', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    for s in ('## resnet20', 'forward', 'asr', 'chunked', 'naive', 'goals:', 'load average', 'torch '):
+        assert s in text, (s, text)
+    assert 'chunked: staged: 4 chunks' in text and 'asr: one pass over 32 images' in text, text
