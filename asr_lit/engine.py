@@ -596,26 +596,29 @@ def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites
     budget = float(mem_budget_mb) if mem_budget_mb is not None else 0.7 * _available_mb(device)
     prof = {k: v / 2**20 for k, v in _mem_profile(model, graph, calib[:2], sites).items()}   # MB per image
     f, s, st, k = prof['frontier'], prof['step'], prof['sites'], (2 if pairs else 1)
-    one = N * (f + 2*s) + (N * st if pairs else 0)
+    one = N * (f + s) + (N * st if pairs else 0)
     if schedule is None and (max_batch is None or max_batch >= N) and one <= budget: return _Plan('one pass', N, None, one, budget)
     if schedule is None:
         bad = [n for n,m in batchnorms(model).items() if m.running_mean is None]
         if bad: raise ValueError(f"BatchNorm {bad[0]!r} normalises with the statistics of each batch (track_running_stats=False): "
                                  "streaming the calibration set in chunks would change what it computes; repair in one pass "
                                  "(schedule='one pass') or give it running statistics")
-    kinds = [schedule] if schedule is not None else (['staged'] if graph is not None else []) + ['replay']
+    cuda = torch.device(device).type == 'cuda'
+    if schedule is not None: kinds = [schedule]
+    elif graph is not None and (cuda or max_batch is not None): kinds = ['staged', 'replay']
+    else: kinds = ['replay']          # on the CPU the staged cache lives in the same memory: no saving on one pass
     for kind in kinds:
-        store, cached, per = None, 0., k * (f + 2*s)
+        store, cached, per = None, 0., k * (f + s)
         if kind == 'staged':
             cached, per = k * N * f, k * 3 * s
-            if cached > budget / 2 and torch.device(device).type == 'cuda': store, cached = 'cpu', 0.
+            if cached > budget / 2 and cuda: store, cached = 'cpu', 0.
         room = budget - cached
         c = max_batch if max_batch is not None else (int(room // per) if per > 0 and room > 0 else (N if per == 0 else 0))
         c = min(c, N)
         if c >= 1 and (cached + c * per <= budget or schedule is not None or (max_batch is not None and kind == kinds[-1])):
             c = math.ceil(N / math.ceil(N / c))                           # even chunks
             return _Plan(kind, c, store, cached + c * per, budget, graph is not None)
-    raise ValueError(f"mem_budget_mb={budget:.3g} is too small for this model: one image needs about {k * (f + 2*s):.2g} MB "
+    raise ValueError(f"mem_budget_mb={budget:.3g} is too small for this model: one image needs about {k * (f + s):.2g} MB "
                      "even when the calibration set is replayed image by image; raise the budget")
 
 def _recal_pass(model, calib, plan):

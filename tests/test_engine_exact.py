@@ -216,3 +216,13 @@ def test_recalibrate_bn_chunked(densenet):
         for m, n in zip(batchnorms(a).values(), batchnorms(b).values()):
             assert torch.allclose(m.running_mean, n.running_mean, atol=1e-5)
             assert torch.allclose(m.running_var, n.running_var, rtol=1e-4)
+
+
+def test_staged_with_offloaded_store(densenet):
+    "The staged schedule with its cached activations in another memory (host memory, on a GPU) gives the same statistics."
+    dense, _, x = densenet
+    a = recalibrate_bn(clone_model(dense), x)
+    b = clone_model(dense)
+    with torch.no_grad(): E._drive(E._staged(b, E._trace(b), list(x.split(10)), True, x.device, 'cpu'))
+    for m, n in zip(batchnorms(a).values(), batchnorms(b).values()):
+        assert torch.allclose(m.running_var, n.running_var, rtol=1e-5, atol=1e-8)
