@@ -39,7 +39,7 @@ def demo_table(depth:int=56, # depth of the pretrained CIFAR ResNet (20, 32, 44 
               f"pruning: global magnitude, first conv and classifier dense | device: {runs.device[0]}")
     return runs, table, header
 
-# %% ../nbs/21_cli.ipynb #541b9731
+# %% ../nbs/21_cli.ipynb #a5efbe4c
 @call_parse
 def asr_demo(depth:int=56, # depth of the pretrained CIFAR ResNet: 20, 32, 44 or 56
              sparsities:str='0.7,0.9', # comma-separated global magnitude sparsities, each in [0, 1)
@@ -61,7 +61,7 @@ def asr_demo(depth:int=56, # depth of the pretrained CIFAR ResNet: 20, 32, 44 or
     print(header); print(table.to_string()); print(f"({time.perf_counter()-t0:.0f} s)")
     if csv: runs.to_csv(csv, index=False)
 
-# %% ../nbs/21_cli.ipynb #71ac4cbc
+# %% ../nbs/21_cli.ipynb #a1ab4a4c
 def _dataset(name, split):
     from asr_lit import data
     if name == 'cifar10': return data.cifar10(split)
@@ -118,7 +118,7 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.models.
                       data=test.source, accuracy=accs[method], method=method, sparsity=sparsity, kind=kind, seed=seed)
         print('wrote', out)
 
-# %% ../nbs/21_cli.ipynb #a1ab4a4c
+# %% ../nbs/21_cli.ipynb #1388c633
 def _card(path):
     import json
     from pathlib import Path

@@ -40,7 +40,7 @@ def _chan(a, b):
     m2 = a.var*a.n + b.var*b.n + d*d * a.n*b.n/n
     return ChannelStats(mean, m2/n, n)
 
-# %% ../nbs/04_engine.ipynb #ec609736
+# %% ../nbs/04_engine.ipynb #35b9f014
 _RAW_MOMENTS_MAX = 10.  # E[x^2]/var above this: recompute the channel with the centred (Welford) formula
 
 def _dims(x): return (0,) + tuple(range(2, x.dim()))
@@ -118,7 +118,7 @@ class StreamingStats:
         if self.stats is None: raise ValueError("no data was added")
         return self.stats
 
-# %% ../nbs/04_engine.ipynb #e823d1d8
+# %% ../nbs/04_engine.ipynb #0afd6761
 class ChannelAffine(nn.Module):
     "Per-channel `scale * x + shift`; identity until set. Buffers, so it saves with the state dict."
     def __init__(self, channels:int=0):
@@ -161,7 +161,7 @@ class Corrected(nn.Module):
         if self.on_output is not None: return self.on_output(self, out, args)
         return self.correction(out)
 
-# %% ../nbs/04_engine.ipynb #71c37170
+# %% ../nbs/04_engine.ipynb #cb92f5ba
 def clone_model(model:nn.Module) -> nn.Module:
     "A deep copy of `model` that also works for models pruned with `torch.nn.utils.prune` after a forward pass with gradients."
     for m in model.modules():   # the pruning hook leaves a non-leaf `weight` that deepcopy refuses: detach it
@@ -188,7 +188,7 @@ def corrected_modules(model:nn.Module) -> dict[str, Corrected]:
     "The `Corrected` wrappers in `model`, by site name."
     return {m.site.name: m for m in model.modules() if isinstance(m, Corrected)}
 
-# %% ../nbs/04_engine.ipynb #fc63a1e8
+# %% ../nbs/04_engine.ipynb #59881b9f
 def _param(m, name):
     "The trainable tensor behind `m.<name>`: `<name>_orig` when `torch.nn.utils.prune` reparametrises it."
     return getattr(m, name + '_orig') if hasattr(m, name + '_orig') else getattr(m, name)
@@ -212,7 +212,7 @@ def fold_corrections(model:nn.Module, # a repaired model, modified in place
         _set(model, name, m)
     return model
 
-# %% ../nbs/04_engine.ipynb #3735aa68
+# %% ../nbs/04_engine.ipynb #04277c89
 def _set_bn(bn, s:ChannelStats):
     "Make `bn` normalise with the statistics `s` of its input: running mean and unbiased running variance."
     bn.running_mean.copy_(s.mean); bn.running_var.copy_(s.var * (s.n / max(s.n - 1, 1)))
@@ -249,7 +249,7 @@ def recalibrate_bn(model:nn.Module, # network whose BatchNorm statistics are rec
 _NO_BN = ("the model has no BatchNorm layers, but this method recalibrates BatchNorm statistics; "
           "use recal='none' (and a rule that does not need BatchNorm), or add BatchNorm to the model")
 
-# %% ../nbs/04_engine.ipynb #cb92f5ba
+# %% ../nbs/04_engine.ipynb #74b25948
 Rule = Callable[..., tuple]
 RECAL_ORDERS = ('before', 'after', 'none')
 
@@ -277,7 +277,7 @@ def register_method(name:str, # the name `repair(method=...)` accepts
 register_method('none', None, None, 'none', 'no repair: the pruned model as it is')
 register_method('bn_only', None, None, 'before', 'BN-only recalibration (REFLOW): recompute every BatchNorm on the calibration set')
 
-# %% ../nbs/04_engine.ipynb #156e843a
+# %% ../nbs/04_engine.ipynb #9fa52d0f
 _METHOD_MODULES = ('asr_lit.layerwise', 'asr_lit.channelwise', 'asr_lit.shrinkage', 'asr_lit.asr', 'asr_lit.ablations')
 
 def get_method(name:str) -> Method:
@@ -291,7 +291,7 @@ def get_method(name:str) -> Method:
         raise ValueError(f"unknown repair method {name!r}; choose one of {sorted(METHODS)}")
     return METHODS[name]
 
-# %% ../nbs/04_engine.ipynb #1e4fa949
+# %% ../nbs/04_engine.ipynb #1e85ed55
 MIN_CALIB = 16  # fewer images give BatchNorm variances too noisy to recalibrate with
 
 def _param_shapes(model):
@@ -359,7 +359,7 @@ def _check_finite_params(model, which):
         if b.is_floating_point() and not _all_finite(b):
             raise ValueError(f"the {which} model has NaN or inf in buffer {n!r}: reload it")
 
-# %% ../nbs/04_engine.ipynb #c125cd13
+# %% ../nbs/04_engine.ipynb #6f64201f
 SCHEDULES = ('one pass', 'staged', 'replay')
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -404,7 +404,7 @@ def _to(v, device):
         return type(v)(_to(x, device) for x in v)
     return v
 
-# %% ../nbs/04_engine.ipynb #04277c89
+# %% ../nbs/04_engine.ipynb #529c4f87
 def _staged(model, traced, chunks, recal, device=None, store=None, profile=None):
     """Run the graph of `traced = _trace(model, sites)` node by node, each node over all `chunks` before the next.
     With `recal`, each BatchNorm is recalibrated from all chunks' inputs before any chunk is normalised. At each site
@@ -465,7 +465,7 @@ def _drive(gen, on_site=None):
             name, outs = gen.send(None)
     except StopIteration as e: return e.value
 
-# %% ../nbs/04_engine.ipynb #c8632a2d
+# %% ../nbs/04_engine.ipynb #6711aac1
 def _until(model, x, module, pre=False):
     "The input (`pre`) or output of `module` when `model` runs on `x`; the pass stops there."
     got = {}
@@ -535,7 +535,7 @@ def _one_pass(model, x, recal, sites, sink=None, partners=None):
         for h in hooks: h.remove()
         for w in wrappers: w.on_output = None
 
-# %% ../nbs/04_engine.ipynb #46f4345f
+# %% ../nbs/04_engine.ipynb #978d5460
 @dataclass
 class _Plan:
     kind:str             # one of SCHEDULES
@@ -629,7 +629,7 @@ def _recal_pass(model, calib, plan):
         with torch.no_grad(): _drive(_staged(model, _trace(model), chunks, True, calib.device, plan.store))
     else: _replay(model, chunks, _barrier_order(model, chunks[0], True, []))
 
-# %% ../nbs/04_engine.ipynb #fe6c9912
+# %% ../nbs/04_engine.ipynb #b0a7137e
 class _Collect:
     "Site sink for the dense model: statistics at every site (and, with `keep`, the outputs themselves, for pairing)."
     def __init__(self, keep=False): self.acc, self.kept, self.keep = {}, {}, keep
@@ -651,7 +651,7 @@ def dense_site_stats(dense:nn.Module, # the reference network (not modified)
     _observe_pass(model, list(calib.to(device or calib.device).split(batch_size or len(calib))), [s.name for s in sites], col)
     return col.stats()
 
-# %% ../nbs/04_engine.ipynb #18d9bc4b
+# %% ../nbs/04_engine.ipynb #96b9aeec
 _dense_cache = {}
 
 def _fingerprint(model, calib, names, dense_recal, device, kind=''):
@@ -660,7 +660,7 @@ def _fingerprint(model, calib, names, dense_recal, device, kind=''):
         return (id(model), p, tuple(calib.shape), float(calib.double().sum()), float(calib.flatten(1)[:, ::7].double().pow(2).sum()),
                 tuple(names), dense_recal, str(device), kind)
 
-# %% ../nbs/04_engine.ipynb #2777332d
+# %% ../nbs/04_engine.ipynb #75413ede
 @dataclass
 class RepairReport:
     "What a repair did: per-channel statistics and corrections at every site, any warnings, and how the batch was run."
@@ -681,7 +681,7 @@ class RepairReport:
         return (f"RepairReport(method={self.method!r}, site={self.site!r}, recal={self.recal!r}, sites={n}, "
                 f"channels={len(self.channels)}, warnings={len(self.warnings)}, seconds={self.seconds:.2f})")
 
-# %% ../nbs/04_engine.ipynb #fc46376f
+# %% ../nbs/04_engine.ipynb #e791b448
 DEAD_VAR = 1e-10  # relative to the layer's mean dense variance: below this a channel counts as dead
 
 class _Correct:
@@ -761,7 +761,7 @@ def _repair_pass(model, dense, names, calib, plan, recal, dense_recal, sink, pai
         _replay(model, chunks, _barrier_order(model, chunks[0], recal, names), sink, partner)
     if cached is None: _dense_cache.clear(); _dense_cache[key] = stats
 
-# %% ../nbs/04_engine.ipynb #22aede7a
+# %% ../nbs/04_engine.ipynb #dcadf8b7
 def repair(pruned:nn.Module, # the pruned network (not modified: a repaired copy is returned)
            dense:nn.Module, # the dense network it was pruned from (never modified)
            calib:torch.Tensor, # calibration images (N, C, H, W), float in [0, 1], from the training split

@@ -25,7 +25,7 @@ def maybe_progress(it, progress:bool|None=None, **kw):
     "`it` wrapped in a fastprogress bar when `show_progress(progress)`."
     return progress_bar(it, **kw) if show_progress(progress) else it
 
-# %% ../nbs/05_evaluate.ipynb #3ed6fb0f
+# %% ../nbs/05_evaluate.ipynb #ff211d7c
 def predict(model:nn.Module, # the network (put in eval mode)
             x:torch.Tensor, # images (N, C, H, W), float in [0, 1]
             batch_size:int=500, # images per forward pass
@@ -53,7 +53,7 @@ def accuracy(model:nn.Module, # the network
     if len(x) != len(y): raise ValueError(f"{len(x)} images but {len(y)} labels")
     return (predict(model, x, batch_size, device, progress) == y.cpu()).float().mean().item()
 
-# %% ../nbs/05_evaluate.ipynb #5090062b
+# %% ../nbs/05_evaluate.ipynb #3d62c997
 import time
 import pandas as pd
 

@@ -28,7 +28,7 @@ def prunable_layers(model:nn.Module, # the network to prune
     if not include_classifier and lins: layers.pop(lins[-1], None)
     return layers
 
-# %% ../nbs/02_prune.ipynb #cad452ea
+# %% ../nbs/02_prune.ipynb #6040c6b1
 def _check_sparsity(sparsity):
     if not isinstance(sparsity, (int, float)) or math.isnan(sparsity) or not 0 <= sparsity < 1:
         raise ValueError(f"sparsity must be a fraction in [0, 1) of weights to remove; got {sparsity!r}. "
@@ -42,7 +42,7 @@ def _check_finite(layers):
         if not (torch.isfinite(w.sum()) or torch.isfinite(w).all()):   # a sum is finite unless a value is NaN/inf (or it overflows)
             raise ValueError(f"layer {n!r} has NaN or inf weights: fix or reload the checkpoint before pruning")
 
-# %% ../nbs/02_prune.ipynb #89ac3e38
+# %% ../nbs/02_prune.ipynb #ea1c3e48
 def _drop_smallest(mags:torch.Tensor, # flat tensor of magnitudes
                    k:int, # how many to remove
                   ) -> torch.Tensor:
@@ -54,7 +54,7 @@ def _drop_smallest(mags:torch.Tensor, # flat tensor of magnitudes
     keep[ties[k - int((mags < thr).sum()):]] = True
     return keep
 
-# %% ../nbs/02_prune.ipynb #232ffb49
+# %% ../nbs/02_prune.ipynb #34b77a30
 def global_magnitude_masks(model:nn.Module, # the network to prune (not modified)
                            sparsity:float, # fraction of candidate weights to remove, in [0, 1)
                            include_first:bool=False, # also prune the first convolution
@@ -74,7 +74,7 @@ def global_magnitude_masks(model:nn.Module, # the network to prune (not modified
         masks[n] = keep[i:i+mag.numel()].view_as(m.weight if not hasattr(m,'weight_orig') else m.weight_orig); i += mag.numel()
     return masks
 
-# %% ../nbs/02_prune.ipynb #a375ff61
+# %% ../nbs/02_prune.ipynb #f1d4fd84
 def layer_uniform_masks(model:nn.Module, # the network to prune (not modified)
                         sparsity:float, # fraction of weights to remove in every layer, in [0, 1)
                         include_first:bool=False, # also prune the first convolution
@@ -92,7 +92,7 @@ def layer_uniform_masks(model:nn.Module, # the network to prune (not modified)
             masks[n] = keep.view(_weight(m).shape)
     return masks
 
-# %% ../nbs/02_prune.ipynb #5f834066
+# %% ../nbs/02_prune.ipynb #544ea5d3
 def nm_masks(model:nn.Module, # the network to prune (not modified)
              n:int=2, # weights kept in every group
              m:int=4, # group size along the input dimension
@@ -119,7 +119,7 @@ def nm_masks(model:nn.Module, # the network to prune (not modified)
             masks[name] = keep.view(wt.shape).movedim(-1, 1).contiguous()
     return masks
 
-# %% ../nbs/02_prune.ipynb #544ea5d3
+# %% ../nbs/02_prune.ipynb #e3e29364
 def channel_masks(model:nn.Module, # the network to prune (not modified)
                   sparsity:float, # fraction of output channels (filters) to remove per layer, in [0, 1)
                   include_first:bool=False, # also prune the first convolution
@@ -140,7 +140,7 @@ def channel_masks(model:nn.Module, # the network to prune (not modified)
             masks[n] = keep.view(-1, *[1]*(w.dim()-1)).expand_as(w).clone()
     return masks
 
-# %% ../nbs/02_prune.ipynb #5ce8294c
+# %% ../nbs/02_prune.ipynb #5a59ebfa
 def apply_masks(model:nn.Module, # the network (not modified)
                 masks:dict, # name -> keep-mask, as returned by a masker
                 copy:bool=True, # prune a deep copy (True) or the model itself
@@ -161,19 +161,19 @@ def apply_masks(model:nn.Module, # the network (not modified)
             with torch.no_grad(): torch_prune.custom_from_mask(mod, 'weight', mask.to(mod.weight.device))
     return pruned
 
-# %% ../nbs/02_prune.ipynb #e3e29364
+# %% ../nbs/02_prune.ipynb #5e24f36c
 def masks_of(model:nn.Module) -> dict[str, torch.Tensor]:
     "The keep-masks attached to `model` (by `apply_masks` or by `torch.nn.utils.prune`), by module name."
     return {n: m.weight_mask.bool().clone() for n,m in model.named_modules() if hasattr(m, 'weight_mask')}
 
-# %% ../nbs/02_prune.ipynb #7b80d499
+# %% ../nbs/02_prune.ipynb #5d61498d
 def make_permanent(model:nn.Module) -> nn.Module:
     "Remove the pruning re-parametrisation in place (weights keep their zeros, masks stop being enforced): for export."
     for m in model.modules():
         if hasattr(m, 'weight_mask'): torch_prune.remove(m, 'weight')
     return model
 
-# %% ../nbs/02_prune.ipynb #8d49f77f
+# %% ../nbs/02_prune.ipynb #e4f9a24f
 SPARSITY_KINDS = ('global', 'uniform', 'nm', 'channel')
 
 def prune_model(model:nn.Module, # the dense network (not modified)
@@ -193,7 +193,7 @@ def prune_model(model:nn.Module, # the dense network (not modified)
     else: raise ValueError(f"unknown sparsity kind {kind!r}; choose one of {SPARSITY_KINDS}")
     return apply_masks(model, masks)
 
-# %% ../nbs/02_prune.ipynb #5e24f36c
+# %% ../nbs/02_prune.ipynb #a112bc59
 def sparsity_report(model:nn.Module, # a (pruned) network
                    ) -> pd.DataFrame:
     "Per-layer weights, zeros and sparsity of every Conv2d and Linear layer, with a total row."

@@ -48,7 +48,7 @@ def pending_runs(grid:pd.DataFrame, # from `sweep_grid`
     key = lambda df: df[SWEEP_KEYS].astype(str).agg('|'.join, axis=1)
     return grid[~key(grid).isin(set(key(done)))]
 
-# %% ../nbs/20_sweep.ipynb #5d53ce6c
+# %% ../nbs/20_sweep.ipynb #2193a006
 def _load_data(name, n_test):
     from asr_lit import data
     if name == 'cifar10': train, test = data.cifar10('train'), data.cifar10('test')
@@ -89,7 +89,7 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
         pd.DataFrame([row]).to_csv(csv, mode='a', header=not csv.exists(), index=False)
     return pd.read_csv(csv)
 
-# %% ../nbs/20_sweep.ipynb #2193a006
+# %% ../nbs/20_sweep.ipynb #27a3b04d
 PAPER_90 = {'asr': 55.6, 'layerwise': 41.0, 'bn_only': 28.0}  # ResNet-50, CIFAR-10, 90% global unstructured (Zhan et al. 2026)
 
 def sweep_table(results:pd.DataFrame, # sweep CSV contents
@@ -122,7 +122,7 @@ def sweep_figure(results:pd.DataFrame, # sweep CSV contents
     fig.tight_layout()
     return fig
 
-# %% ../nbs/20_sweep.ipynb #07bf74e2
+# %% ../nbs/20_sweep.ipynb #11e39de5
 def _floats(s): return tuple(float(x) for x in str(s).split(',') if x)
 
 @call_parse

@@ -168,6 +168,7 @@ def main(argv=None):
     ap.add_argument('--models', nargs='*', help='default: resnet56 on CPU, every available model on CUDA')
     ap.add_argument('--replay', action='store_true', help='also time the replay schedule (O(depth) passes)')
     ap.add_argument('--out', help='also write the report to this file')
+    ap.add_argument('--append', action='store_true', help='append to --out instead of replacing it')
     ap.add_argument('--worker', choices=FIGURES, help=argparse.SUPPRESS)
     ap.add_argument('--model', help=argparse.SUPPRESS)
     ap.add_argument('--calib', help=argparse.SUPPRESS)
@@ -189,7 +190,7 @@ def main(argv=None):
     for m in models: bench_model(a, m, device, out)
     out(f"\nload average at end: {load_str()}")
     if a.out:
-        Path(a.out).write_text('\n'.join(lines) + '\n')
+        with open(a.out, 'a' if a.append else 'w') as f: f.write(('\n' if a.append else '') + '\n'.join(lines) + '\n')
 
 
 if __name__ == '__main__':
