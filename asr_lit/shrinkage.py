@@ -19,7 +19,7 @@ def shrinkage(pruned_var:torch.Tensor, # (C,) pruned variance
     den = pruned_var + lam
     return torch.where(den > 0, pruned_var / den.clamp_min(1e-300), torch.ones_like(pruned_var))
 
-# %% ../nbs/13_shrinkage.ipynb #debcdeb8
+# %% ../nbs/13_shrinkage.ipynb #b38cc461
 def _gamma_hat(d, p):
     from asr_lit.channelwise import gamma_hat
     return gamma_hat(d.var, p.var)
