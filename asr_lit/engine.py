@@ -598,11 +598,10 @@ def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites
     f, s, st, k = prof['frontier'], prof['step'], prof['sites'], (2 if pairs else 1)
     one = N * (f + s) + (N * st if pairs else 0)
     if schedule is None and (max_batch is None or max_batch >= N) and one <= budget: return _Plan('one pass', N, None, one, budget)
-    if schedule is None:
-        bad = [n for n,m in batchnorms(model).items() if m.running_mean is None]
-        if bad: raise ValueError(f"BatchNorm {bad[0]!r} normalises with the statistics of each batch (track_running_stats=False): "
-                                 "streaming the calibration set in chunks would change what it computes; repair in one pass "
-                                 "(schedule='one pass') or give it running statistics")
+    bad = [n for n,m in batchnorms(model).items() if m.running_mean is None]
+    if bad: raise ValueError(f"BatchNorm {bad[0]!r} normalises with the statistics of each batch (track_running_stats=False): "
+                             "streaming the calibration set in chunks would change what it computes; repair in one pass "
+                             "(schedule='one pass') or give it running statistics")
     cuda = torch.device(device).type == 'cuda'
     if schedule is not None: kinds = [schedule]
     elif graph is not None and (cuda or max_batch is not None): kinds = ['staged', 'replay']
