@@ -5,9 +5,11 @@
 # %% ../nbs/15_ablations.ipynb #93d3d285
 from __future__ import annotations
 import pandas as pd
+import torch
+from .engine import ChannelStats, register_method
 
 # %% auto #0
-__all__ = ['ablate']
+__all__ = ['ablate', 'dense_pruned_corr', 'corr_rule', 'asr_corr_rule']
 
 # %% ../nbs/15_ablations.ipynb #18ce031e
 def ablate(dense, train_set, test_set, # the dense model, the training split (calibration) and the test set
@@ -20,3 +22,35 @@ def ablate(dense, train_set, test_set, # the dense model, the training split (ca
     for name, kw in variants.items():
         out.append(compare_methods(dense, train_set, test_set, **{**common, **kw}).assign(variant=name))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/15_ablations.ipynb #919224b6
+def dense_pruned_corr(dense_var:torch.Tensor, # (C,) dense variance
+                      pruned_var:torch.Tensor, # (C,) pruned variance
+                      cov:torch.Tensor, # (C,) covariance of the paired pruned and dense activations
+                     ) -> torch.Tensor:
+    "Per-channel correlation `rho` of the paired dense and pruned activations, clipped to [0, 1]; 0 for dead channels."
+    from asr_lit.channelwise import dead_channels
+    dead = dead_channels(dense_var, pruned_var) | (dense_var <= 0)
+    rho = cov / (dense_var * pruned_var).clamp_min(1e-300).sqrt()
+    return torch.where(dead, torch.zeros_like(rho), rho.clamp(0, 1))
+
+def _paired_rho(dense:ChannelStats, pruned:ChannelStats, rule:str):
+    if pruned.cov is None:
+        raise ValueError(f"{rule} needs paired statistics (`pruned.cov`); call it through `repair`, which measures them for rules with `needs_pairs`")
+    return dense_pruned_corr(dense.var, pruned.var, pruned.cov)
+
+def corr_rule(dense:ChannelStats, pruned:ChannelStats) -> tuple:
+    "Repair rule: the MSE-optimal per-channel affine map from pruned to dense, scale `rho*gamma_hat`, shift matching the means."
+    from asr_lit.channelwise import gamma_hat
+    g = _paired_rho(dense, pruned, 'corr_rule') * gamma_hat(dense.var, pruned.var)
+    return g, dense.mean - g * pruned.mean
+
+def asr_corr_rule(dense:ChannelStats, pruned:ChannelStats) -> tuple:
+    "Repair rule: ASR's form with the correlation as shrinkage weight, `rho*gamma_hat + (1 - rho)`, no shift."
+    from asr_lit.channelwise import gamma_hat
+    rho = _paired_rho(dense, pruned, 'asr_corr_rule')
+    return rho * gamma_hat(dense.var, pruned.var) + (1 - rho), None
+
+corr_rule.needs_pairs = asr_corr_rule.needs_pairs = True
+register_method('corr', corr_rule, 'block', 'before', 'correlation-aware: MSE-optimal per-channel affine map, scale rho*gamma_hat, means matched')
+register_method('asr_corr', asr_corr_rule, 'block', 'before', 'ASR with the dense-pruned correlation rho as its shrinkage weight')

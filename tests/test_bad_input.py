@@ -142,7 +142,7 @@ def test_zero_variance_channels():
     pruned = apply_masks(dense, masks)                                           # channel 2 dead in the pruned model
     dead_dense = apply_masks(dense, _kill_channel({}, dense, 2))                 # ... and constant in the dense one too
     for d, what in ((dense, 'dead in the pruned model'), (dead_dense, 'constant in the dense model')):
-        for method in ('naive', 'mean_std', 'layerwise', 'asr'):
+        for method in ('naive', 'mean_std', 'layerwise', 'asr', 'corr', 'asr_corr'):
             for site in ('block', 'bn'):
                 repaired, rep = repair(pruned, d, x, method, site=site)
                 with torch.no_grad(): assert torch.isfinite(repaired(x)).all()

@@ -99,9 +99,14 @@ def test_asr_rule_limits_and_bounds(vd, data):
     for g in gains:
         assert torch.isfinite(g).all()
         assert ((g >= lo*(1 - 1e-12)) & (g <= hi*(1 + 1e-12))).all(), (g, gh)
+    rho = torch.tensor(data.draw(st.lists(st.floats(-1, 1), min_size=len(vd), max_size=len(vd))), dtype=torch.float64)
+    paired = ChannelStats(p.mean, p.var, p.n, rho * (d.var * p.var).sqrt())   # any covariance Cauchy-Schwarz allows
     for method in RULE_METHODS:                  # every rule: finite on zero variances, dense or pruned
-        scale, shift = METHODS[method].rule(d, p)
+        rule = METHODS[method].rule
+        scale, shift = rule(d, paired if getattr(rule, 'needs_pairs', False) else p)
         assert torch.isfinite(torch.as_tensor(scale)).all() and (shift is None or torch.isfinite(torch.as_tensor(shift)).all())
+        if getattr(rule, 'needs_pairs', False):  # correlation rules: the gain lies between 0 and naive matching's
+            assert ((scale >= -1e-12) & (scale <= torch.maximum(gh, torch.ones_like(gh))*(1 + 1e-12))).all(), (method, scale, gh)
 
 
 @PROPS
