@@ -1,0 +1,84 @@
+"The sweep: resuming an interrupted CSV, the unrepaired model evaluated once, and the sweep CLIs' bad arguments."
+import subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+import torch
+
+from asr_lit.sweep import SWEEP_KEYS, pending_runs, run_sweep, sweep_grid, sweep_table
+
+BIN = Path(sys.executable).parent
+torch.set_num_threads(1)
+
+
+def run(script, *args, cwd=None):
+    return subprocess.run([str(BIN/script), *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_grid_shape():
+    g = sweep_grid(('resnet20', 'resnet32'), (0.5, 0.9), ('global', 'nm', 'channel'), ('none', 'asr'), (0, 1, 2))
+    test = lambda k: len(g[g.kind == k])
+    assert test('global') == test('channel') == 2*2*2*3 and test('nm') == 2*1*2*3   # 2:4 has one sparsity
+    assert (g[g.kind == 'nm'].sparsity == 0.5).all()
+    assert not g.duplicated(SWEEP_KEYS).any()
+
+
+def test_pending_runs_skips_done_rows(tmp_path):
+    g = sweep_grid(('resnet20',), (0.7, 0.9), ('global',), ('bn_only', 'asr'), (0, 1))
+    csv = tmp_path/'r.csv'
+    g.iloc[[0, 3, 5]].assign(acc=0.5).to_csv(csv, index=False)           # three runs already done
+    todo = pending_runs(g, csv)
+    assert len(todo) == len(g) - 3
+    assert set(todo.index) == set(range(len(g))) - {0, 3, 5}
+    pd.DataFrame({'a': [1]}).to_csv(tmp_path/'other.csv', index=False)
+    with pytest.raises(ValueError, match='not a sweep results file'): pending_runs(g, tmp_path/'other.csv')
+
+
+def test_interrupted_sweep_resumes(tmp_path):
+    "A real tiny sweep run in two parts gives one row per setting, and the second part runs only what was missing."
+    g = sweep_grid(('resnet20',), (0.8,), ('global',), ('none', 'bn_only'), (0, 1), n_calib=32, n_test=100)
+    csv = tmp_path/'sweep.csv'
+    first = run_sweep(g.iloc[:3], csv, device='cpu', progress=False)          # "interrupted" after three runs
+    assert len(first) == 3
+    done = run_sweep(g, csv, device='cpu', progress=False)
+    assert len(done) == len(g) and not done.duplicated(SWEEP_KEYS).any()
+    pd.testing.assert_frame_equal(done.iloc[:3], first)                      # earlier rows untouched
+    assert len(run_sweep(g, csv, device='cpu', progress=False)) == len(g)      # nothing left: nothing appended
+    none = done[done.method == 'none']
+    assert none.acc.nunique() == 1 and (none.repair_s == 0).all()            # no calibration: one evaluation
+    assert done.acc.between(0, 1).all() and (done.dense_acc > 0.5).all()
+    t = sweep_table(done, 0.8)
+    assert list(t.index) == ['resnet20'] and set(t.columns) == {'none', 'bn_only'}
+
+
+@pytest.mark.parametrize('args,msg', [
+    (['--sparsities', '0.5,1.2'], '[0, 1)'),
+    (['--archs', 'resnet20,resnet1000'], 'unknown architecture'),
+    (['--kinds', 'diagonal'], 'unknown sparsity kind'),
+    (['--methods', 'none,magic'], 'unknown repair method'),
+    (['--dataset', 'mnist', '--archs', 'resnet20', '--sparsities', '0.5', '--methods', 'none', '--seeds', '0'], 'unknown dataset'),
+])
+def test_sweep_bad_arguments(tmp_path, args, msg):
+    r = run('asr_sweep', '--csv', str(tmp_path/'x.csv'), *args)
+    assert r.returncode == 2, r
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_sweep_refuses_foreign_csv(tmp_path):
+    pd.DataFrame({'a': [1]}).to_csv(tmp_path/'other.csv', index=False)
+    r = run('asr_sweep', '--csv', str(tmp_path/'other.csv'), '--archs', 'resnet20', '--methods', 'none')
+    assert r.returncode == 2 and 'not a sweep results file' in r.stderr, r
+
+
+def test_plot_missing_csv_and_output(tmp_path):
+    r = run('asr_plot', '--csv', str(tmp_path/'missing.csv'))
+    assert r.returncode == 2 and 'run asr_sweep first' in r.stderr, r
+    rows = [dict(dataset='cifar10', arch='resnet20', kind='global', sparsity=s, method=m, seed=sd, n_calib=32, n_test=100,
+                 dense_acc=0.9, acc=a, repair_s=0.1, device='cpu', data_source='test')
+            for s, a0 in ((0.7, 0.8), (0.9, 0.4)) for m, da in (('bn_only', 0.0), ('asr', 0.05)) for sd, a in ((0, a0+da), (1, a0+da+0.01))]
+    pd.DataFrame(rows).to_csv(tmp_path/'r.csv', index=False)
+    r = run('asr_plot', '--csv', str(tmp_path/'r.csv'), '--out', str(tmp_path/'fig'))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path/'fig_global.png').stat().st_size > 10_000
+    table = (tmp_path/'fig_table90.md').read_text()
+    assert '45.5 ± 0.7' in table and '40.5 ± 0.7' in table and 'paper' in table
