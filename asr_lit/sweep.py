@@ -111,22 +111,28 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
 
 def sweep_figure(results:pd.DataFrame, # sweep CSV contents
                  kind:str='global', # the sparsity kind to plot
+                 ncols:int=2, # panels per row
                 ):
-    "Accuracy vs sparsity per architecture, one line per method, bands = std over seeds."
+    "Accuracy vs sparsity per architecture, one line per method, bands = std over seeds, dotted line = dense."
     import matplotlib.pyplot as plt, seaborn as sns
     sel = results[results.kind == kind].assign(top1=lambda d: 100*d.acc)
-    archs = list(sel.arch.unique())
-    fig, axs = plt.subplots(1, len(archs), figsize=(4.5*len(archs), 3.6), squeeze=False, sharey=True)
-    for ax, a in zip(axs[0], archs):
+    if sel.empty: raise ValueError(f"no runs of kind {kind!r} in the results")
+    archs = sorted(sel.arch.unique(), key=lambda a: (len(a), a))
+    methods = list(dict.fromkeys(sel.method))
+    nc = min(ncols, len(archs)); nr = -(-len(archs) // nc)
+    fig, axs = plt.subplots(nr, nc, figsize=(4.6*nc, 3.4*nr), squeeze=False, sharey=True)
+    for ax, a in zip(axs.flat, archs):
         d = sel[sel.arch == a]
-        sns.lineplot(data=d, x='sparsity', y='top1', hue='method', marker='o', errorbar='sd', ax=ax, legend=ax is axs[0][-1])
+        sns.lineplot(data=d, x='sparsity', y='top1', hue='method', hue_order=methods, marker='o', errorbar='sd', ax=ax, legend=False)
         ax.axhline(100*d.dense_acc.iloc[0], c='k', ls=':', lw=1)
-        ax.set(title=f'{a} ({d.dataset.iloc[0]}, {kind})', ylabel='top-1 (%)')
-    if axs[0][-1].get_legend(): sns.move_legend(axs[0][-1], 'upper left', bbox_to_anchor=(1, 1), fontsize=8)
-    fig.tight_layout()
+        ax.set(title=f'{a} ({d.dataset.iloc[0]}, {kind}, {d.seed.nunique()} draws)', ylabel='top-1 (%)')
+    for ax in list(axs.flat)[len(archs):]: ax.axis('off')
+    handles = [plt.Line2D([], [], color=c, marker='o') for c in sns.color_palette(n_colors=len(methods))]
+    fig.legend(handles, methods, loc='upper center', ncol=len(methods), bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
-# %% ../nbs/20_sweep.ipynb #11e39de5
+# %% ../nbs/20_sweep.ipynb #9681d36f
 def _floats(s): return tuple(float(x) for x in str(s).split(',') if x)
 
 def _markdown(df:pd.DataFrame) -> str:
