@@ -389,7 +389,7 @@ def create_model(name:str, # a key of `MODELS`
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     return MODELS[name](num_classes=num_classes)
 
-# %% ../nbs/01_models.ipynb #26e247ef
+# %% ../nbs/01_models.ipynb #44f7fa11
 def _skeleton(arch:str, num_classes:int) -> nn.Module:
     "`create_model` on the meta device (allocates nothing) where the constructor allows it (regnet does not)."
     try:
@@ -437,7 +437,9 @@ def load_checkpoint(path:str|Path, # `<name>.safetensors` with its card `<name>.
     "Load a `save_checkpoint` file: verify its sha256 and arch, build the model from the registry; `(model in eval mode, card)`."
     path = _check_suffix(Path(path))
     card_path = path.with_suffix('.json')
-    if not path.is_file(): raise FileNotFoundError(f"no checkpoint at {path}")
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: check the path, or write one with `save_checkpoint` "
+                                f"(trained weights: see `weights_dir()` = {weights_dir()}, models loadable now: `available_models()`)")
     if not card_path.is_file(): raise FileNotFoundError(f"checkpoint {path} has no card {card_path} (save_checkpoint writes both)")
     card = json.loads(card_path.read_text())
     sha = _sha256(path)
