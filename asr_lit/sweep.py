@@ -105,6 +105,7 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
     sel = results[(results.sparsity.round(4) == round(sparsity, 4)) & (results.kind == kind)]
     if sel.empty: raise ValueError(f"no runs at sparsity {sparsity} and kind {kind!r} in the results")
     t = accuracy_table(sel, index='arch', columns='method')
+    t = t.loc[sorted(t.index, key=lambda a: (len(a), a))]   # resnet20 before resnet110
     if round(sparsity, 2) == 0.9 and kind == 'global':
         t.loc['paper: ResNet-50 (original CIFAR-10)'] = [f"{PAPER_90[m]:.1f}" if m in PAPER_90 else '' for m in t.columns]
     return t
