@@ -106,6 +106,7 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
     if sel.empty: raise ValueError(f"no runs at sparsity {sparsity} and kind {kind!r} in the results")
     t = accuracy_table(sel, index='arch', columns='method')
     t = t.loc[sorted(t.index, key=lambda a: (len(a), a))]   # resnet20 before resnet110
+    t = t[[m for m in DEFAULT_METHODS if m in t.columns] + [m for m in t.columns if m not in DEFAULT_METHODS]]
     if round(sparsity, 2) == 0.9 and kind == 'global':
         t.loc['paper: ResNet-50 (original CIFAR-10)'] = [f"{PAPER_90[m]:.1f}" if m in PAPER_90 else '' for m in t.columns]
     return t
@@ -119,7 +120,7 @@ def sweep_figure(results:pd.DataFrame, # sweep CSV contents
     sel = results[results.kind == kind].assign(top1=lambda d: 100*d.acc)
     if sel.empty: raise ValueError(f"no runs of kind {kind!r} in the results")
     archs = sorted(sel.arch.unique(), key=lambda a: (len(a), a))
-    methods = list(dict.fromkeys(sel.method))
+    methods = [m for m in DEFAULT_METHODS if m in set(sel.method)] + sorted(set(sel.method) - set(DEFAULT_METHODS))
     nc = min(ncols, len(archs)); nr = -(-len(archs) // nc)
     fig, axs = plt.subplots(nr, nc, figsize=(4.6*nc, 3.4*nr), squeeze=False, sharey=True)
     for ax, a in zip(axs.flat, archs):
