@@ -134,7 +134,7 @@ def sweep_figure(results:pd.DataFrame, # sweep CSV contents
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
-# %% ../nbs/20_sweep.ipynb #9681d36f
+# %% ../nbs/20_sweep.ipynb #55ad6200
 def _floats(s): return tuple(float(x) for x in str(s).split(',') if x)
 
 def _markdown(df:pd.DataFrame) -> str:
@@ -151,7 +151,7 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
               methods:str=','.join(DEFAULT_METHODS), # comma-separated repair methods
               seeds:str='0,1,2', # comma-separated calibration seeds
               n_calib:int=1024, # calibration images per draw
-              n_test:int=2000, # stratified test subset (0: the whole test set)
+              n_test:int=None, # stratified test subset (0: the whole test set; default: 2000 on the CPU, the whole set on CUDA)
               dataset:str='cifar10', # cifar10 or imagenette
               device:str=None, # cpu or cuda (default: CUDA when present)
              ):
@@ -167,6 +167,7 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
         for k in kinds.split(','):
             if k not in SPARSITY_KINDS: raise ValueError(f"unknown sparsity kind {k!r}; choose from {', '.join(SPARSITY_KINDS)}")
         for m in methods.split(','): get_method(m)
+        if n_test is None: n_test = 0 if (device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda') else 2000
         grid = sweep_grid(tuple(archs.split(',')), sp, tuple(kinds.split(',')), tuple(methods.split(',')),
                           tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset)
         print(f"{len(pending_runs(grid, csv))} of {len(grid)} runs to do -> {csv}")
