@@ -439,7 +439,7 @@ def load_checkpoint(path:str|Path, # `<name>.safetensors` with its card `<name>.
     card_path = path.with_suffix('.json')
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: check the path, or write one with `save_checkpoint` "
-                                f"(trained weights: see `weights_dir()` = {weights_dir()}, models loadable now: `available_models()`)")
+                                f"(trained checkpoints live in `weights_dir()`; `available_models()` lists what loads now)")
     if not card_path.is_file(): raise FileNotFoundError(f"checkpoint {path} has no card {card_path} (save_checkpoint writes both)")
     card = json.loads(card_path.read_text())
     sha = _sha256(path)
