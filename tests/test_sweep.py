@@ -17,8 +17,8 @@ def run(script, *args, cwd=None):
 
 def test_grid_shape():
     g = sweep_grid(('resnet20', 'resnet32'), (0.5, 0.9), ('global', 'nm', 'channel'), ('none', 'asr'), (0, 1, 2))
-    test = lambda k: len(g[g.kind == k])
-    assert test('global') == test('channel') == 2*2*2*3 and test('nm') == 2*1*2*3   # 2:4 has one sparsity
+    count = lambda k: len(g[g.kind == k])
+    assert count('global') == count('channel') == 2*2*2*3 and count('nm') == 2*1*2*3   # 2:4 has one sparsity
     assert (g[g.kind == 'nm'].sparsity == 0.5).all()
     assert not g.duplicated(SWEEP_KEYS).any()
 
