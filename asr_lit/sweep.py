@@ -94,6 +94,10 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
     return pd.read_csv(csv)
 
 # %% ../nbs/20_sweep.ipynb #27a3b04d
+def _by_depth(archs) -> list:
+    "Architecture names in depth order (resnet20 before resnet110)."
+    return sorted(archs, key=lambda a: (len(a), a))
+
 PAPER_90 = {'asr': 55.6, 'layerwise': 41.0, 'bn_only': 28.0}  # ResNet-50, CIFAR-10, 90% global unstructured (Zhan et al. 2026)
 
 def sweep_table(results:pd.DataFrame, # sweep CSV contents
@@ -105,7 +109,7 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
     sel = results[(results.sparsity.round(4) == round(sparsity, 4)) & (results.kind == kind)]
     if sel.empty: raise ValueError(f"no runs at sparsity {sparsity} and kind {kind!r} in the results")
     t = accuracy_table(sel, index='arch', columns='method')
-    t = t.loc[sorted(t.index, key=lambda a: (len(a), a))]   # resnet20 before resnet110
+    t = t.loc[_by_depth(t.index)]
     t = t[[m for m in DEFAULT_METHODS if m in t.columns] + [m for m in t.columns if m not in DEFAULT_METHODS]]
     if round(sparsity, 2) == 0.9 and kind == 'global':
         t.loc['paper: ResNet-50 (original CIFAR-10)'] = [f"{PAPER_90[m]:.1f}" if m in PAPER_90 else '' for m in t.columns]
@@ -119,7 +123,7 @@ def sweep_figure(results:pd.DataFrame, # sweep CSV contents
     import matplotlib.pyplot as plt, seaborn as sns
     sel = results[results.kind == kind].assign(top1=lambda d: 100*d.acc)
     if sel.empty: raise ValueError(f"no runs of kind {kind!r} in the results")
-    archs = sorted(sel.arch.unique(), key=lambda a: (len(a), a))
+    archs = _by_depth(sel.arch.unique())
     methods = [m for m in DEFAULT_METHODS if m in set(sel.method)] + sorted(set(sel.method) - set(DEFAULT_METHODS))
     nc = min(ncols, len(archs)); nr = -(-len(archs) // nc)
     fig, axs = plt.subplots(nr, nc, figsize=(4.6*nc, 3.4*nr), squeeze=False, sharey=True)
