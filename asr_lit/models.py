@@ -15,7 +15,7 @@ from .data import shared_dir
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CIFAR10_MEAN', 'CIFAR10_STD', 'AKAMASTER_URL', 'VGG16_CFG', 'TV_ARCHS', 'MODELS',
-           'PRETRAINED_CIFAR', 'Normalize', 'PadShortcut', 'BasicBlock', 'CifarResNet', 'count_params',
+           'PRETRAINED_CIFAR', 'Normalize', 'PadShortcut', 'BasicBlock', 'PlainBlock', 'CifarResNet', 'count_params',
            'load_pretrained_cifar_resnet', 'Bottleneck', 'CifarStemResNet', 'cifar_resnet18', 'cifar_resnet50',
            'CifarVGG', 'cifar_vgg16_bn', 'DenseLayer', 'DenseBlock', 'Transition', 'CifarDenseNet', 'cifar_densenet121',
            'NormalizedNet', 'tv_model', 'create_model', 'save_checkpoint', 'load_checkpoint', 'weights_dir',
@@ -85,7 +85,25 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
-# %% ../nbs/01_models.ipynb #8c3c16ef
+# %% ../nbs/01_models.ipynb #11dd9e55
+class PlainBlock(nn.Module):
+    "`BasicBlock` without its shortcut: `relu(bn2(conv2(relu(bn1(conv1(x))))))`, a unit of He et al.'s plain nets."
+    expansion = 1
+    def __init__(self,
+                 in_planes:int, # input channels
+                 planes:int, # output channels
+                 stride:int=1, # stride of the first convolution
+                ):
+        super().__init__()
+        self.conv1 = _conv3x3(in_planes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+
+    def forward(self, x:torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+# %% ../nbs/01_models.ipynb #c3a2a965
 def _kaiming_init(m:nn.Module):
     if isinstance(m, (nn.Linear, nn.Conv2d)): nn.init.kaiming_normal_(m.weight)
 
@@ -94,11 +112,12 @@ class CifarResNet(nn.Module):
     def __init__(self,
                  depth:int=20, # 6n+2: 20, 32, 44, 56, 110, ...
                  num_classes:int=10, # outputs of the classifier
+                 residual:bool=True, # False: He et al.'s *plain* net, the same layers with no shortcuts (`PlainBlock`)
                 ):
         super().__init__()
         if depth < 8 or (depth - 2) % 6: raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
         n = (depth - 2) // 6
-        self.depth, self.in_planes = depth, 16
+        self.depth, self.residual, self.in_planes = depth, residual, 16
         self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self.conv1 = _conv3x3(3, 16)
         self.bn1 = nn.BatchNorm2d(16)
@@ -111,7 +130,7 @@ class CifarResNet(nn.Module):
     def _make_layer(self, planes:int, n:int, stride:int) -> nn.Sequential:
         layers = []
         for s in [stride] + [1] * (n - 1):
-            layers.append(BasicBlock(self.in_planes, planes, s, option='A'))
+            layers.append(BasicBlock(self.in_planes, planes, s, option='A') if self.residual else PlainBlock(self.in_planes, planes, s))
             self.in_planes = planes
         return nn.Sequential(*layers)
 
@@ -374,9 +393,10 @@ def tv_model(name:str, # one of `TV_ARCHS`: 'resnet18', 'resnet50', 'vgg16_bn', 
     net = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     return NormalizedNet(_mark_blocks(net))
 
-# %% ../nbs/01_models.ipynb #793271c0
+# %% ../nbs/01_models.ipynb #ab07a19d
 MODELS: dict[str, Callable[..., nn.Module]] = {
     **{f'resnet{d}': partial(CifarResNet, d) for d in (20, 32, 44, 56)},
+    **{f'plain{d}': partial(CifarResNet, d, residual=False) for d in (20, 32, 44, 56)},
     'cifar_resnet18': cifar_resnet18, 'cifar_resnet50': cifar_resnet50,
     'cifar_vgg16_bn': cifar_vgg16_bn, 'cifar_densenet121': cifar_densenet121,
     **{f'tv_{a}': partial(tv_model, a) for a in TV_ARCHS},

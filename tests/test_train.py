@@ -1,0 +1,70 @@
+"Training: the augmentation's properties, bad input, the command line, and the committed checkpoints' cards."
+import json, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from hypothesis import given, settings, strategies as st
+from asr_lit.data import ImageSet, synthetic, cifar10
+from asr_lit.models import CifarResNet, weights_dir, load_model
+from asr_lit.train import random_crop_flip, train_model, train_checkpoint
+from asr_lit.evaluate import accuracy
+
+BIN = Path(sys.executable).parent
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 6), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9), pad=st.integers(0, 5), seed=st.integers(0, 2**31))
+def test_crop_flip_is_a_shifted_window(n, c, h, w, pad, seed):
+    x = torch.randint(1, 256, (n, c, h, w), dtype=torch.uint8)
+    out = random_crop_flip(x, pad, torch.Generator().manual_seed(seed))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    xp = torch.nn.functional.pad(x, (pad,)*4)
+    for i in range(n):  # each image is one window of its padded input, maybe flipped
+        wins = [xp[i, :, dy:dy+h, dx:dx+w] for dy in range(2*pad+1) for dx in range(2*pad+1)]
+        assert any(torch.equal(out[i], v) or torch.equal(out[i], v.flip(-1)) for v in wins)
+
+def test_crop_flip_pad0_keeps_pixels_per_row():
+    x = torch.rand(8, 3, 5, 7)
+    out = random_crop_flip(x, 0, torch.Generator().manual_seed(1))
+    assert torch.equal(out.sort(-1).values, x.sort(-1).values)
+
+def test_crop_flip_bad_input():
+    with pytest.raises(ValueError, match='pad must be >= 0'): random_crop_flip(torch.zeros(1, 1, 4, 4), -1)
+    with pytest.raises(ValueError, match='expected a batch'): random_crop_flip(torch.zeros(4, 4), 1)
+
+@pytest.mark.parametrize('kw,msg', [(dict(epochs=0), 'epochs must be >= 1'), (dict(bs=1), 'BatchNorm needs a batch'),
+                                    (dict(bs=1000), 'fewer than one batch')])
+def test_train_model_bad_arguments(kw, msg):
+    with pytest.raises(ValueError, match=msg): train_model(CifarResNet(8), synthetic(64), progress=False, **kw)
+
+def test_train_model_refuses_test_split():
+    s = synthetic(64)
+    with pytest.raises(ValueError, match="refusing to train on the 'test' split"):
+        train_model(CifarResNet(8), ImageSet(s.x, s.y, s.classes, 'held out', 'test'), progress=False)
+
+def test_train_checkpoint_bad_arguments():
+    with pytest.raises(ValueError, match='unknown arch'): train_checkpoint('resnet21')
+    with pytest.raises(TypeError, match='unknown recipe settings'): train_checkpoint('resnet20', lrr=0.1)
+
+def test_train_checkpoint_card(tmp_path):
+    card = train_checkpoint('plain20', 'p', epochs=1, n_monitor=None, out_dir=tmp_path, train=synthetic(128, seed=1),
+                            test=synthetic(50, seed=2), device='cpu', progress=False, bs=32)
+    saved = json.loads((tmp_path/'p.json').read_text())
+    assert saved == card and card['arch'] == 'plain20' and card['dtype'] == 'float16'
+    for k in ('data', 'recipe', 'epochs', 'seed', 'accuracy', 'accuracy_fp32', 'test_data', 'sha256', 'train_seconds'): assert k in card
+    log = (tmp_path/'p.log.csv').read_text().splitlines()
+    assert log[0].startswith('epoch,lr,train_loss,train_acc,test_acc,seconds') and len(log) == 2
+
+def test_cli_help_and_bad_arch():
+    assert '--epochs' in subprocess.run([str(BIN/'asr_train'), '--help'], capture_output=True, text=True).stdout
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet21'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'unknown arch' in r.stderr, r
+
+CHECKPOINTS = sorted(p.stem for p in weights_dir().glob('*.safetensors'))
+
+def test_trained_models_committed():
+    assert {'resnet20-jpeg-s0', 'plain20-jpeg-s0'} <= set(CHECKPOINTS), CHECKPOINTS
+
+@pytest.mark.parametrize('name', CHECKPOINTS)
+def test_checkpoint_reproduces_card(name):
+    card = json.loads((weights_dir()/f'{name}.json').read_text())
+    assert card['test_data'].startswith('CIFAR-10 JPEG'), card['test_data']
+    assert abs(accuracy(load_model(name), cifar10('test'), device='cpu', progress=False) - card['accuracy']) <= 0.002
