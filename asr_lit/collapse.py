@@ -4,6 +4,7 @@
 
 # %% ../nbs/10_signal_collapse.ipynb #5d392ffb
 from __future__ import annotations
+import numpy as np
 import torch, torch.nn as nn
 import pandas as pd
 from .sites import find_sites

@@ -146,7 +146,7 @@ def train_checkpoint(arch:str, # a key of `MODELS` for 32x32 images, e.g. 'resne
 # %% ../nbs/06_train.ipynb #7f532203
 def asr_train(argv:list|None=None, # command-line arguments (default: `sys.argv[1:]`)
              ):
-    "Command line: train a registry model on CIFAR-10 and save it with its card (see `train_checkpoint`)."
+    "Command line: train a registry model on CIFAR-10 and save it with its card (see `train_checkpoint`); prints the result."
     p = argparse.ArgumentParser(prog='asr_train', description='Train a CIFAR model and save fp16 safetensors + card + log.')
     p.add_argument('arch', help=f"a registry name: {', '.join(k for k in MODELS if not k.startswith('tv_'))}")
     p.add_argument('--name', default=None, help='checkpoint stem (default <arch>-jpeg-s<seed>)')
@@ -162,5 +162,4 @@ def asr_train(argv:list|None=None, # command-line arguments (default: `sys.argv[
                                  **{k: getattr(a, k) for k in RECIPE})
     except (ValueError, TypeError, FileNotFoundError) as e: p.error(str(e))
     print(f"{card['arch']}: test accuracy {100*card['accuracy']:.2f}% ({card['test_data']}) after {card['epochs']} epochs, "
-          f"{card['train_seconds']:.0f} s on {card['device']}")
-    return card
+          f"{card['train_seconds']:.0f} s on {card['device']}; checkpoint, card and log in {a.out or weights_dir()}")

@@ -68,3 +68,9 @@ def test_checkpoint_reproduces_card(name):
     card = json.loads((weights_dir()/f'{name}.json').read_text())
     assert card['test_data'].startswith('CIFAR-10 JPEG'), card['test_data']
     assert abs(accuracy(load_model(name), cifar10('test'), device='cpu', progress=False) - card['accuracy']) <= 0.002
+
+def test_cli_tiny_run_exits_zero(tmp_path):
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--epochs', '1', '--n-train', '512', '--bs', '64', '--out', str(tmp_path),
+                        '--device', 'cpu'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert 'test accuracy' in r.stdout and (tmp_path/'resnet20-jpeg-s0.safetensors').is_file()
