@@ -6,7 +6,7 @@
 __all__ = ['RECIPE', 'random_crop_flip', 'train_model', 'train_checkpoint', 'asr_train']
 
 # %% ../nbs/06_train.ipynb #4d6e349f
-import argparse, json, os, platform, time
+import argparse, json, platform, time
 from pathlib import Path
 import pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
