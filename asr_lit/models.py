@@ -476,10 +476,10 @@ def load_checkpoint(path:str|Path, # `<name>.safetensors` with its card `<name>.
 PRETRAINED_CIFAR = ('resnet20', 'resnet32', 'resnet44', 'resnet56')
 
 def weights_dir() -> Path:
-    "Folder of trained checkpoints: env `ASR_LIT_WEIGHTS`, else `asr_lit/weights` in the package."
+    "Folder of trained checkpoints: env `ASR_LIT_WEIGHTS`, else the repository's top-level `weights/` (beside `asr_lit/`)."
     if env := os.environ.get('ASR_LIT_WEIGHTS'): return Path(env)
     import asr_lit
-    return Path(asr_lit.__file__).resolve().parent/'weights'
+    return Path(asr_lit.__file__).resolve().parent.parent/'weights'
 
 def available_models() -> list[str]:
     "Names `load_model` can load now: the akamaster ResNets present in the shared folder, and the checkpoints (with card) in `weights_dir()`."
