@@ -84,6 +84,7 @@ def train_model(model:nn.Module, # the network, trained in place (it normalises 
                 device=None, # where to train (default: CUDA when present)
                 precision:str='auto', # 'auto': bf16 autocast where the device has native bf16 (`native_bf16`), else fp32
                 progress:bool|None=None, # draw fastprogress bars (default: on, except under tests)
+                on_epoch=None, # called with each epoch's log row (a dict) as soon as it is measured
                ) -> pd.DataFrame:
     "Train `model` with SGD + one-cycle LR and crop/flip augmentation, channels_last, bf16 autocast where native; the per-epoch log."
     if train.split in ('test', 'val'):
@@ -124,6 +125,7 @@ def train_model(model:nn.Module, # the network, trained in place (it normalises 
                    test_acc=accuracy(model, test, device=dev, progress=False) if test is not None else float('nan'),
                    seconds=time.time() - t0)
         log.append(row)
+        if on_epoch is not None: on_epoch(row)
         if show: mb.write(f"epoch {row['epoch']}: loss {train_loss:.3f}, train {row['train_acc']:.3f}, test {row['test_acc']:.3f}")
     model.to(memory_format=torch.contiguous_format).eval()
     return pd.DataFrame(log)
@@ -165,13 +167,19 @@ def train_checkpoint(arch:str, # a key of `MODELS` for 32x32 images, e.g. 'resne
     model = create_model(arch, len(train.classes))
     dev = torch.device(device) if device is not None else default_device()
     prec = train_precision(precision, dev)
-    log = train_model(model, train, epochs, seed=seed, test=monitor, device=dev, precision=prec, progress=progress, **recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out/f'{name}.log.csv'
+    def write_row(row):  # the log grows epoch by epoch, so a long run can be followed (and its progress survives a kill)
+        first = row['epoch'] == 1
+        pd.DataFrame([row]).to_csv(log_path, mode='w' if first else 'a', header=first, index=False)
+    log = train_model(model, train, epochs, seed=seed, test=monitor, device=dev, precision=prec, progress=progress,
+                      on_epoch=write_row, **recipe)
     path = out/f'{name}.safetensors'
     save_checkpoint(model, path, arch, half=True, data=train.source, recipe=recipe, epochs=epochs, seed=seed,
                     train_images=len(train), device=str(dev) if dev.type == 'cpu' else torch.cuda.get_device_name(dev), precision=prec,
                     cpu=_cpu_name(), threads=torch.get_num_threads(),
                     train_seconds=round(float(log.seconds.iloc[-1]), 1), torch=torch.__version__, host=platform.machine())
-    log.to_csv(out/f'{name}.log.csv', index=False)
+    log.to_csv(log_path, index=False)
     reloaded, card = load_checkpoint(path)
     card.update(accuracy=round(accuracy(reloaded, test, device=dev, progress=False), 4), test_data=test.source,
                 accuracy_fp32=round(accuracy(model, test, device=dev, progress=False), 4))
