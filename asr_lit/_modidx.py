@@ -314,6 +314,7 @@ d = { 'settings': { 'branch': 'main',
                                'asr_lit.train.asr_train': ('train.html#asr_train', 'asr_lit/train.py'),
                                'asr_lit.train.native_bf16': ('train.html#native_bf16', 'asr_lit/train.py'),
                                'asr_lit.train.random_crop_flip': ('train.html#random_crop_flip', 'asr_lit/train.py'),
+                               'asr_lit.train.subset_accuracy': ('train.html#subset_accuracy', 'asr_lit/train.py'),
                                'asr_lit.train.train_checkpoint': ('train.html#train_checkpoint', 'asr_lit/train.py'),
                                'asr_lit.train.train_model': ('train.html#train_model', 'asr_lit/train.py'),
                                'asr_lit.train.train_precision': ('train.html#train_precision', 'asr_lit/train.py')}}}

@@ -1,4 +1,4 @@
-"Smoke test of benchmarks/bench_repair.py: tiny settings (ResNet-20, 32 images, one round), every figure runs."
+"Smoke tests of the benchmarks: tiny settings (ResNet-20, a few images, one round), every figure runs and is printed."
 import subprocess, sys
 from pathlib import Path
 
@@ -13,9 +13,19 @@ AKA = shared_dir() / 'weights' / 'cifar10-resnet-akamaster'
 def test_bench_smoke(tmp_path):
     out = tmp_path / 'smoke.txt'
     p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_repair.py'), '--smoke', '--threads', '1',
-                        '--device', 'cpu', '--out', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                        '--device', 'cpu', '--lsq', '--out', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
-    for s in ('## resnet20', 'forward', 'asr', 'chunked', 'naive', 'goals:', 'load average', 'torch '):
+    for s in ('## resnet20', 'forward', 'asr', 'chunked', 'naive', 'lsq_dense', 'lsq / forward', 'goals:', 'load average', 'torch '):
         assert s in text, (s, text)
     assert 'chunked: staged: 4 chunks' in text and 'asr: one pass over 32 images' in text, text
+
+
+def test_bench_train_smoke(tmp_path):
+    out = tmp_path / 'train.txt'
+    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_train.py'), '--models', 'resnet20', '--steps', '2',
+                        '--bs', '16', '--out', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    for s in ('bench_train', 'native bf16', 'resnet20        fp32', 'resnet20        bf16', 'trainer at', 'of the bare bf16 step'):
+        assert s in text, (s, text)
