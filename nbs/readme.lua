@@ -1,4 +1,4 @@
--- Pandoc Lua filter for README.md only (format gfm in _quarto.yml): `nbdev_readme` renders nbs/index.ipynb
+-- Pandoc Lua filter for README.md only (`filters:` in _quarto.yml; a no-op for the html pages): `nbdev_readme` renders nbs/index.ipynb
 -- with Quarto into the repository root, where the page's links and code need these changes:
 --  * links to notebooks (`00_data.ipynb`, relative to nbs/) point into nbs/, where they are on GitHub;
 --  * code cells are left out (the site shows them; the README keeps the prose, the outputs, the figure and
@@ -27,3 +27,6 @@ function Pandoc(doc)
   if desc then table.insert(doc.blocks, 1, pandoc.BlockQuote({pandoc.Para(pandoc.utils.type(desc) == 'Inlines' and desc or {pandoc.Str(pandoc.utils.stringify(desc))})})) end
   return doc
 end
+
+-- everything above applies to Markdown output (README.md) only
+if not (FORMAT:match('gfm') or FORMAT:match('commonmark') or FORMAT:match('markdown')) then return {} end
