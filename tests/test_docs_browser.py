@@ -342,8 +342,9 @@ PAGE_REPORT_JS = r"""
   const mr = main.getBoundingClientRect();
   const scrolls = e => { for (let a = e.parentElement; a && a !== main; a = a.parentElement) {
       if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+  // 8px of slack: inline code (its padding) at the end of a line may stick out a few pixels
   const overflow = [...main.querySelectorAll('*')].filter(e => {
-      const r = e.getBoundingClientRect(); return r.width > 0 && r.right > mr.right + 2 && !scrolls(e); })
+      const r = e.getBoundingClientRect(); return r.width > 0 && r.right > mr.right + 8 && !scrolls(e); })
     .slice(0, 5).map(e => `<${e.tagName.toLowerCase()} class="${e.className}"> ${Math.round(e.getBoundingClientRect().right - mr.right)}px past the text column: ${(e.textContent || e.src || '').trim().slice(0, 60)}`);
   return {
     title: document.title,
@@ -643,7 +644,7 @@ def test_search_finds_pages(tab, server, visits):
     pages = [p for p in visits if p != "index.html"]
     for p in (pages[0], pages[-1]) if pages else ():
         word = max(re.findall(r"[A-Za-z][a-z]{4,}", notebook_title(NBS / expected_pages()[p])) or [Path(p).stem], key=len)
-        tab.goto(server + "index.html?q=" + urllib.parse.quote(word))
+        tab.goto(server + "index.html?show-results=1&q=" + urllib.parse.quote(word))  # as Quarto's "copy link to search"
         hits = [h[len(server):].partition("#")[0].partition("?")[0] or "index.html" for h in tab.eval(SEARCH_JS) if h.startswith(server)]
         assert p in hits, f"searching for {word!r} did not list {p}: results {hits[:10]}"
         assert not tab.problems(server), f"search for {word!r}: {tab.problems(server)}"
