@@ -1,21 +1,26 @@
-"""Browser check of the documentation site built by `.ci/build_docs`.
+"""Browser check of the documentation site that `nbdev_docs` builds with Quarto (`bash .ci/docs`).
 
-Serves `_docs/` on 127.0.0.1 (random free port) and loads the home page and every notebook page in
-headless Chromium (Debian's `chromium`), driven over the Chrome DevTools Protocol on a pipe
-(`--remote-debugging-pipe`: standard library only, no driver, no browser download). For each page it
-checks the HTTP status, the title, that every <img> loaded (naturalWidth > 0), that no same-site request
-failed, that every internal link resolves (HTTP 200, and its #fragment exists on pages we loaded), and
-that the sidebar lists the pages in the order of `_quarto.yml`. Screenshots go to artifacts/ (ignored).
+Serves `_docs/` on 127.0.0.1 (random free port) and loads every page in headless Chromium (Debian's
+`chromium`), driven over the Chrome DevTools Protocol on a pipe (`--remote-debugging-pipe`: standard library
+only, no driver, no browser download). The pages are found in the built site, from the sidebar of its home
+page, and compared with the sidebar of `_quarto.yml`; no notebook name is written here. For each page it
+checks the HTTP status and the title, that the page logged no console error and threw no script error, that
+no same-site request failed, that every <img> loaded and that a page whose notebook saves image outputs shows
+them, that the pages of notebooks with exported code or `show_doc` calls show rendered `show_doc` entries,
+that every internal link resolves to a page and its #anchor (links to the published site, `site-url` in
+`_quarto.yml`, as nbdev writes doc links, are checked against the local copy), that the sidebar lists the
+pages in the order of `_quarto.yml`, and that the search box finds pages. Screenshots go to artifacts/
+(ASR_LIT_DOCS_SCREENSHOTS=all: every page, whole, into artifacts/pages/).
 
-The site is (re)built once per session when `_docs/` is missing or older than its sources. Without
-Chromium the test is skipped, except under CI=true, where it fails (`.ci/install_chromium` installs it).
+The site is (re)built once per session (`bash .ci/docs`) when `_docs/` is missing or older than its sources.
+Without Chromium, or without Quarto and its shared installer, the test is skipped with the reason, except
+under CI=true, where it fails (`.ci/run` installs both).
 """
 
 import base64
 import contextlib
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import re
@@ -29,14 +34,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "_docs"
 NBS = ROOT / "nbs"
+CONFIG = ROOT / "_quarto.yml"
 ARTIFACTS = ROOT / "artifacts"
 STAMP = DOCS / ".buildinfo"
 IN_CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -47,33 +53,82 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 
 
-def _load_build_module():
-    spec = importlib.util.spec_from_file_location("asr_lit_docs_build", ROOT / ".ci" / "docs_build.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-docs_build = _load_build_module()
+def skip_or_fail(msg: str):
+    "Skip with `msg`, or fail under CI, where everything the check needs is installed."
+    if IN_CI:
+        pytest.fail(msg + " -- required under CI (.ci/run installs it)")
+    pytest.skip(msg)
 
 
 # ---------------------------------------------------------------- what the site should hold
 
 
-def expected_pages() -> list[str]:
-    "The notebooks of the sidebar of _quarto.yml that exist, in reading order."
-    return [p for p in docs_build.sidebar_pages() if (NBS / p).is_file()]
+def site_config() -> dict:
+    return yaml.safe_load(CONFIG.read_text(encoding="utf-8")) or {}
 
 
-def page_url(nb: str) -> str:
-    "A notebook's page, relative to the site root, named as nbdev names it for Quarto (00_data.ipynb -> data.html)."
-    return docs_build.page_html(nb)
+def sidebar_entries(contents: list) -> list[str]:
+    "Flatten a Quarto sidebar `contents:` list into the files it names, in reading order."
+    out = []
+    for c in contents or []:
+        if isinstance(c, str):
+            out.append(c)
+        elif isinstance(c, dict):
+            if href := c.get("href") or c.get("file"):
+                out.append(str(href))
+            out += sidebar_entries(c.get("contents") or [])
+    return [p for p in out if "://" not in p]
+
+
+def sidebar_notebooks() -> list[str]:
+    "The notebooks (relative to nbs/) of the sidebar of _quarto.yml, in reading order."
+    sb = (site_config().get("website") or {}).get("sidebar") or {}
+    sb = sb[0] if isinstance(sb, list) else sb
+    return sidebar_entries(sb.get("contents") or [])
+
+
+def page_of(nb: str) -> str:
+    "The page nbdev makes of a notebook (its `output-file`): 00_data.ipynb -> data.html."
+    from nbdev.doclinks import _nbpath2html
+
+    return _nbpath2html(Path(nb)).as_posix()
+
+
+def site_url() -> str:
+    "The published site's address (`site-url`), ending in '/': nbdev's doc links start with it."
+    return str((site_config().get("website") or {}).get("site-url") or "").rstrip("/") + "/"
+
+
+def notebook_cells(nb: Path) -> list[dict]:
+    return json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
+
+
+def _directives(src: str) -> dict:
+    return {m.group(1).rstrip(":"): m.group(2).strip() for m in re.finditer(r"^#\|\s*([\w-]+:?)\s*(.*)$", src, re.M)}
+
+
+def shown_image_outputs(nb: Path) -> int:
+    "How many image outputs a notebook saves in cells whose output the page shows."
+    n = 0
+    for c in notebook_cells(nb):
+        if c.get("cell_type") != "code":
+            continue
+        d = _directives("".join(c.get("source", "")))
+        if "hide" in d or d.get("include") == "false" or d.get("output") == "false":
+            continue
+        n += sum(1 for o in c.get("outputs", []) if any(k.startswith("image/") for k in o.get("data", {})))
+    return n
+
+
+def documents_api(nb: Path) -> bool:
+    "Whether a notebook calls show_doc or exports code (nbdev documents exported code itself)."
+    code = ["".join(c.get("source", "")) for c in notebook_cells(nb) if c.get("cell_type") == "code"]
+    return any("show_doc(" in c or re.search(r"^#\|\s*export\b", c, re.M) for c in code)
 
 
 def notebook_title(nb: Path) -> str:
     "The title a notebook gives its page: `title:` front matter, else its first `# heading`."
-    cells = json.loads(nb.read_text(encoding="utf-8")).get("cells", [])
-    for c in cells:
+    for c in notebook_cells(nb):
         src = "".join(c.get("source", ""))
         if c.get("cell_type") == "raw" and (m := re.search(r"^title:\s*['\"]?(.+?)['\"]?\s*$", src, re.M)):
             return m.group(1)
@@ -84,7 +139,7 @@ def notebook_title(nb: Path) -> str:
 
 def _sources() -> list[Path]:
     "Every file the site is built from."
-    out = [ROOT / "_quarto.yml", ROOT / "settings.ini", ROOT / ".ci" / "build_docs", ROOT / ".ci" / "docs_build.py"]
+    out = [CONFIG, ROOT / "settings.ini", ROOT / ".ci" / "docs"]
     for base in (NBS, ROOT / "asr_lit"):
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
@@ -95,12 +150,12 @@ def _sources() -> list[Path]:
 def _stale() -> str | None:
     "Why the site needs a build, or None when _docs/ is newer than every source."
     if not STAMP.exists():
-        return "_docs/ has not been built"
+        return "_docs/ has not been built by .ci/docs"
     built = STAMP.stat().st_mtime
     newer = [p for p in _sources() if p.stat().st_mtime > built]
     if newer:
         return f"{len(newer)} source(s) changed since the last build, e.g. {newer[0].relative_to(ROOT)}"
-    if any(not (DOCS / page_url(p)).exists() for p in expected_pages()):
+    if any(not (DOCS / page_of(p)).exists() for p in sidebar_notebooks() if (NBS / p).exists()):
         return "a page is missing from _docs/"
     return None
 
@@ -211,7 +266,7 @@ class Tab:
         self.b = browser
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         self.s = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Page", "Network", "Runtime"):
+        for domain in ("Page", "Network", "Runtime", "Log"):
             browser.send(f"{domain}.enable", session=self.s)
         browser.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session=self.s)
 
@@ -225,8 +280,8 @@ class Tab:
         doc = next((e["params"]["response"] for e in self.b.events if e.get("method") == "Network.responseReceived" and e["params"].get("type") == "Document"), {})
         return doc
 
-    def network_problems(self, origin: str) -> list[str]:
-        "Same-site requests that failed or answered an HTTP error, and uncaught script errors, since the last `goto`."
+    def problems(self, origin: str) -> list[str]:
+        "Since the last `goto`: same-site requests that failed or answered an HTTP error, uncaught script errors, console errors."
         urls, out = {}, []
         for e in self.b.events:
             m, p = e.get("method"), e.get("params", {})
@@ -241,6 +296,14 @@ class Tab:
             elif m == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
                 out.append(f"script error: {d.get('exception', {}).get('description') or d.get('text')}")
+            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                args = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+                out.append(f"console.{p['type']}: {args}")
+            elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+                e = p["entry"]
+                if e.get("url", "") == origin + "favicon.ico":
+                    continue
+                out.append(f"console error ({e.get('source')}): {e.get('text')} {e.get('url', '')}".rstrip())
         return out
 
     def eval(self, js: str, timeout: float = 30):
@@ -253,15 +316,20 @@ class Tab:
     def screenshot(self, path: Path, full_page: bool = False, max_height: int = 16000):
         "Save a PNG of the viewport, or of the whole page up to `max_height` pixels."
         params: dict = {"format": "png"}
-        if full_page:
+        if full_page:  # a window as tall as the page, so that the fixed navbar and sidebar show once
             w, h = self.eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-            params |= {"captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": w, "height": min(h, max_height), "scale": 1}}
+            vw, vh = self.eval("[window.innerWidth, window.innerHeight]")
+            self.b.send("Emulation.setDeviceMetricsOverride", {"width": vw, "height": min(h, max_height), "deviceScaleFactor": 1, "mobile": False}, session=self.s)
+            self.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            params |= {"clip": {"x": 0, "y": 0, "width": w, "height": min(h, max_height), "scale": 1}}
         data = self.b.send("Page.captureScreenshot", params, session=self.s, timeout=60)["data"]
+        if full_page:
+            self.b.send("Emulation.setDeviceMetricsOverride", {"width": vw, "height": vh, "deviceScaleFactor": 1, "mobile": False}, session=self.s)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
 
 
-# What each page reports: its title, its images once loaded, its links, its sidebar and its ids.
+# What each page reports: title, images, links, sidebar, ids, show_doc entries, leftover markup, overflow.
 PAGE_REPORT_JS = r"""
 (async () => {
   const imgs = [...document.images];
@@ -269,17 +337,32 @@ PAGE_REPORT_JS = r"""
   await Promise.all(imgs.map(i => i.complete ? i.decode().catch(() => null)
     : new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })));
   await document.fonts.ready;
+  const main = document.querySelector('main') || document.body;
   const h1 = document.querySelector('h1.title, main h1');
+  const mr = main.getBoundingClientRect();
+  const scrolls = e => { for (let a = e.parentElement; a && a !== main; a = a.parentElement) {
+      if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+  // 8px of slack: inline code (its padding) at the end of a line may stick out a few pixels
+  const overflow = [...main.querySelectorAll('*')].filter(e => {
+      const r = e.getBoundingClientRect(); return r.width > 0 && r.right > mr.right + 8 && !scrolls(e); })
+    .slice(0, 5).map(e => `<${e.tagName.toLowerCase()} class="${e.className}"> ${Math.round(e.getBoundingClientRect().right - mr.right)}px past the text column: ${(e.textContent || e.src || '').trim().slice(0, 60)}`);
   return {
     title: document.title,
     h1: h1 ? h1.textContent.trim() : null,
-    images: imgs.map(i => ({src: (i.currentSrc || i.src).slice(0, 100), complete: i.complete, width: i.naturalWidth})),
+    images: imgs.map(i => ({src: (i.currentSrc || i.src).slice(0, 100), complete: i.complete, width: i.naturalWidth,
+                            shown: i.getBoundingClientRect().width, in_main: main.contains(i)})),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     sidebar: [...document.querySelectorAll('#quarto-sidebar a.sidebar-link[href]')].map(a => a.href),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
-    tables: document.querySelectorAll('main table').length,
-    show_docs: [...document.querySelectorAll('.cell-output-markdown :is(h2, h3, h4)')].map(h => h.textContent.trim()),
-    raw_markdown: [...document.querySelectorAll('.cell-output-markdown p')].filter(p => /^(#{2,4} |```)/.test(p.textContent)).length,
+    // a show_doc entry: a heading followed by the signature block, after nbdev's 'source' link
+    show_docs: [...main.querySelectorAll('h2, h3, h4')].filter(h => {
+        const n = h.nextElementSibling; return n && n.matches('div.sourceCode') && !n.closest('.cell'); })
+      .map(h => h.textContent.trim()),
+    source_links: [...main.querySelectorAll('a')].filter(a => a.textContent.trim() === 'source').length,
+    raw_markup: [...main.querySelectorAll('p, li, td')].map(p => p.textContent.trim())
+      .filter(t => /^(#{1,4} |```|:::|\{\{<|\[\^)/.test(t) || /\]\([^)\s]+\.(ipynb|html|md)(#[^)]*)?\)/.test(t)).map(t => t.slice(0, 80)),
+    page_width: document.documentElement.scrollWidth, viewport: window.innerWidth,
+    overflow,
   };
 })()
 """
@@ -290,12 +373,14 @@ PAGE_REPORT_JS = r"""
 
 @pytest.fixture(scope="module")
 def site() -> Path:
-    "The built site: runs .ci/build_docs when _docs/ is missing or older than its sources."
+    "The built site: runs .ci/docs (nbdev_docs with Quarto) when _docs/ is missing or older than its sources."
     why = _stale()
     if why:
         print(f"building the docs: {why}")
-        r = subprocess.run(["bash", str(ROOT / ".ci" / "build_docs")], cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        assert r.returncode == 0, f".ci/build_docs failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+        r = subprocess.run(["bash", str(ROOT / ".ci" / "docs")], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        if r.returncode == 3:
+            skip_or_fail(f"the docs site cannot be built without Quarto: {r.stderr.strip()}")
+        assert r.returncode == 0, f".ci/docs failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     assert (DOCS / "index.html").exists(), "_docs/index.html was not built"
     return DOCS
 
@@ -315,25 +400,30 @@ class _Server(http.server.ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+@contextlib.contextmanager
+def serve(folder: Path):
+    "Serve `folder` on 127.0.0.1 on a free port; yields its base URL."
+    httpd = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture(scope="module")
 def server(site):
-    "The site served on 127.0.0.1 on a free port; yields its base URL."
-    httpd = _Server(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(site) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
     exe = find_chromium()
     if exe is None:
-        msg = "Chromium is not installed (Debian: apt-get install chromium; see .ci/install_chromium)"
-        if IN_CI:
-            pytest.fail(msg + " -- required under CI")
-        pytest.skip(msg)
+        skip_or_fail("Chromium is not installed, so the browser check of the docs site does not run: "
+                     "install it with `bash .ci/install_chromium` (Debian: apt-get install chromium) or set $CHROMIUM")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="asr_lit_chromium_") as profile:
         b = Chromium(exe, profile)
         try:
@@ -344,60 +434,145 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def visits(browser, site, server) -> dict:
-    "Load every page once: {page file: report}, in reading order, and save the screenshots."
-    tab = Tab(browser)
+def tab(browser):
+    return Tab(browser)
+
+
+def expected_pages() -> dict[str, str]:
+    "{page: notebook} for the notebooks of the sidebar of _quarto.yml that exist, in reading order."
+    return {page_of(nb): nb for nb in sidebar_notebooks() if (NBS / nb).is_file()}
+
+
+@pytest.fixture(scope="module")
+def visits(tab, server) -> dict:
+    "Every page of the built site (the home page and its sidebar's pages), loaded once: {page: report}."
+    def page(url: str) -> str:  # a same-site URL as a page of the site: http://127.0.0.1:N/ -> index.html
+        return url[len(server):].partition("#")[0].partition("?")[0] or "index.html"
+
+    tab.goto(urllib.parse.urljoin(server, "index.html"))
+    found = [page(u) for u in tab.eval(PAGE_REPORT_JS)["sidebar"] if u.startswith(server)]
+    pages = list(dict.fromkeys(["index.html"] + found))
     out = {}
-    pages = expected_pages()
     for p in pages:
-        url = urllib.parse.urljoin(server, page_url(p))
+        url = urllib.parse.urljoin(server, p)
         doc = tab.goto(url)
         report = tab.eval(PAGE_REPORT_JS)
-        report |= {"url": url, "status": doc.get("status"), "problems": tab.network_problems(server)}
+        report |= {"url": url, "status": doc.get("status"), "problems": tab.problems(server), "sidebar_pages": [page(u) for u in report["sidebar"] if u.startswith(server)]}
         out[p] = report
-        if p == "index.ipynb":
+        if p == "index.html":
             tab.screenshot(ARTIFACTS / "docs_home.png")
-    # The ASR page, else the first page with a figure, else the first page after home: its top, its
-    # first figure, and the whole page.
-    with_figs = [p for p in pages if p != "index.ipynb" and out[p]["images"]]
-    shot = "14_asr.ipynb" if "14_asr.ipynb" in pages else next(iter(with_figs or [p for p in pages if p != "index.ipynb"]), None)
-    if shot:
-        stem = Path(shot).stem
-        tab.goto(out[shot]["url"])
-        tab.eval(PAGE_REPORT_JS)
-        tab.screenshot(ARTIFACTS / f"docs_{stem}.png")
-        if out[shot]["images"]:
-            tab.eval("(async () => { const i = document.querySelector('main img'); i.scrollIntoView({block: 'center', behavior: 'instant'});"
-                     " await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); return true; })()")
-            tab.screenshot(ARTIFACTS / f"docs_{stem}_figure.png")
-        tab.screenshot(ARTIFACTS / f"docs_{stem}_full.png", full_page=True)  # last: it resizes the viewport
+        if os.environ.get("ASR_LIT_DOCS_SCREENSHOTS") == "all":  # every page, whole, to look at
+            tab.screenshot(ARTIFACTS / "pages" / f"{Path(p).stem}.png", full_page=True)
+    # The ASR page, else the page with the most figures: its top, its first figure, and the whole page.
+    shot = "asr.html" if "asr.html" in out else max(out, key=lambda p: (p != "index.html", len(out[p]["images"])))
+    stem = Path(shot).stem
+    tab.goto(out[shot]["url"])
+    tab.eval(PAGE_REPORT_JS)
+    tab.screenshot(ARTIFACTS / f"docs_{stem}.png")
+    if out[shot]["images"]:
+        tab.eval("(async () => { const i = document.querySelector('main img'); i.scrollIntoView({block: 'center', behavior: 'instant'});"
+                 " await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r))); return true; })()")
+        tab.screenshot(ARTIFACTS / f"docs_{stem}_figure.png")
+    tab.screenshot(ARTIFACTS / f"docs_{stem}_full.png", full_page=True)
     return out
+
+
+# ---------------------------------------------------------------- link checking (also tested on a broken site below)
+
+
+def _ids_in(html: str) -> set[str]:
+    return set(re.findall(r"""\bid=["']([^"']+)["']""", html))
+
+
+def link_problems(reports: dict[str, dict], server: str, published: str = "") -> list[str]:
+    """Same-site links (and links to the published site `published`, checked against the local copy) that
+    do not answer HTTP 200, or whose #anchor is not an id of the page they point to."""
+    seen: dict[str, tuple[int, set]] = {}
+    browser_ids = {r["url"]: set(r["ids"]) for r in reports.values()}
+    out = []
+    for page, r in reports.items():
+        for href in r["links"]:
+            local = server + href[len(published):] if published and href.startswith(published) else href
+            if not local.startswith(server):
+                continue
+            target, _, frag = local.partition("#")
+            target = target.partition("?")[0]
+            if target not in seen:
+                try:
+                    with urllib.request.urlopen(target, timeout=10) as resp:
+                        seen[target] = (resp.status, _ids_in(resp.read().decode("utf-8", "replace")))
+                except urllib.error.HTTPError as e:
+                    seen[target] = (e.code, set())
+            status, ids = seen[target]
+            ids = ids | browser_ids.get(target, set()) | (browser_ids.get(target + "index.html", set()) if target.endswith("/") else set())
+            shown = href if href == local else f"{href} (local copy {local})"
+            if status != 200:
+                out.append(f"{page}: link to a missing page {shown} -> HTTP {status}")
+            elif frag and urllib.parse.unquote(frag) not in ids:
+                out.append(f"{page}: link to a missing anchor {shown}: no element with id {urllib.parse.unquote(frag)!r} on that page"
+                           " (e.g. a backticked name that nbdev links but no show_doc documents)")  # fmt: skip
+    return sorted(set(out))
+
+
+def test_link_check_catches_a_missing_page_and_anchor(tmp_path):
+    "The link check itself: a site with one good link, a link to a missing page and one to a missing anchor."
+    (tmp_path / "a.html").write_text('<h2 id="here">x</h2><a href="b.html#there">b</a>')
+    (tmp_path / "b.html").write_text('<h2 id="there">y</h2>')
+    with serve(tmp_path) as url:
+        good = {"a.html": {"url": url + "a.html", "ids": ["here"], "links": [url + "b.html#there", url + "a.html#here", "https://example.org/x"]}}
+        assert link_problems(good, url) == []
+        bad = {"a.html": {"url": url + "a.html", "ids": ["here"],
+                          "links": [url + "gone.html", url + "b.html#nowhere", "https://pub.example/site/b.html#missing"]}}  # fmt: skip
+        problems = link_problems(bad, url, "https://pub.example/site/")
+    assert len(problems) == 3, problems
+    assert any("missing page" in p and "gone.html" in p and "404" in p for p in problems), problems
+    assert any("missing anchor" in p and "'nowhere'" in p for p in problems), problems
+    assert any("missing anchor" in p and "pub.example" in p and "'missing'" in p for p in problems), problems
 
 
 # ---------------------------------------------------------------- the checks
 
 
 def test_every_notebook_is_in_the_sidebar():
-    listed = set(docs_build.sidebar_pages())
+    listed = set(sidebar_notebooks())
     present = sorted(p.name for p in NBS.glob("*.ipynb") if not p.name.startswith(("_", ".")))
     assert "index.ipynb" in present, "nbs/index.ipynb (the home page) is missing"
     orphans = [p for p in present if p not in listed]
     assert not orphans, f"notebooks missing from the sidebar of _quarto.yml: {orphans}"
+    gone = [p for p in listed if not (NBS / p).is_file()]
+    assert not gone, f"the sidebar of _quarto.yml lists notebooks that do not exist (Quarto fails on them): {gone}"
 
 
 def test_nbdev_reads_the_top_level_config():
     link = NBS / "_quarto.yml"
-    assert link.is_symlink() and link.resolve() == (ROOT / "_quarto.yml").resolve(), "nbs/_quarto.yml must be a symlink to ../_quarto.yml"
+    assert link.is_symlink() and link.resolve() == CONFIG.resolve(), "nbs/_quarto.yml must be a symlink to ../_quarto.yml"
+
+
+def test_built_by_quarto(site):
+    info = json.loads(STAMP.read_text())
+    assert re.match(r"\d+\.\d+", info.get("quarto", "")), f"_docs/.buildinfo does not name the Quarto that built it: {info}"
+    gen = re.search(r'<meta name="generator" content="([^"]+)"', (site / "index.html").read_text(encoding="utf-8"))
+    assert gen and gen.group(1).startswith("quarto-"), f"_docs/index.html was not written by Quarto (generator: {gen and gen.group(1)})"
+
+
+def test_site_has_the_sidebar_pages(visits):
+    want = list(expected_pages())
+    assert list(visits) == want, f"pages found in the built site's sidebar {list(visits)} != the sidebar of _quarto.yml {want}"
 
 
 def test_pages_load_with_titles(visits):
-    assert list(visits) == expected_pages()
+    nbs = expected_pages()
     for p, r in visits.items():
         assert r["status"] == 200, f"{p}: HTTP {r['status']}"
-        want = "asr_lit" if p == "index.ipynb" else notebook_title(NBS / p)
-        assert want in r["title"], f"{p}: page title {r['title']!r} lacks {want!r}"
         assert "asr_lit" in r["title"], f"{p}: page title {r['title']!r} lacks the site title"
-        assert not r["problems"], f"{p}: {r['problems']}"
+        if p != "index.html" and p in nbs:
+            want = notebook_title(NBS / nbs[p])
+            assert want in r["title"], f"{p}: page title {r['title']!r} lacks {want!r}, the title of nbs/{nbs[p]}"
+
+
+def test_no_console_or_network_errors(visits):
+    bad = {p: r["problems"] for p, r in visits.items() if r["problems"]}
+    assert not bad, "pages with console errors, script errors or failed requests:\n" + "\n".join(f"{p}: {x}" for p, xs in bad.items() for x in xs)
 
 
 def test_images_load(visits):
@@ -406,46 +581,73 @@ def test_images_load(visits):
         assert not bad, f"{p}: images that did not load: {bad}"
 
 
+def test_figures_present(visits):
+    "A page whose notebook saves image outputs (in cells it shows) shows that many figures, none wider than the text."
+    for p, nb in expected_pages().items():
+        want = shown_image_outputs(NBS / nb)
+        figs = [i for i in visits[p]["images"] if i["in_main"]]
+        assert len(figs) >= want, f"{p}: nbs/{nb} saves {want} image output(s), the page shows {len(figs)}"
+
+
 def test_show_doc_renders(visits):
     "A notebook that calls show_doc (or exports, which nbdev documents itself) shows rendered API entries."
+    for p, nb in expected_pages().items():
+        r = visits[p]
+        if documents_api(NBS / nb):
+            assert r["show_docs"], f"{p}: nbs/{nb} documents an API, but the page shows no show_doc entry (heading + signature)"
+            assert r["source_links"], f"{p}: show_doc entries without their 'source' link"
+
+
+def test_no_markup_left_as_text(visits):
+    "Markdown that the renderer did not understand (headings, fences, callouts, links) shows up as text."
+    bad = {p: r["raw_markup"] for p, r in visits.items() if r["raw_markup"]}
+    assert not bad, "\n".join(f"{p}: Markdown shown as text: {t!r}" for p, ts in bad.items() for t in ts)
+
+
+def test_nothing_runs_off_the_page(visits):
+    "Long code lines, tables and figures scroll inside their box or fit; none widens the page."
     for p, r in visits.items():
-        cells = json.loads((NBS / p).read_text(encoding="utf-8")).get("cells", [])
-        code = ["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"]
-        if any("show_doc(" in c or re.match(r"#\|\s*export\b", c) for c in code):
-            assert r["show_docs"], f"{p}: no show_doc entry rendered"
-        assert not r["raw_markdown"], f"{p}: {r['raw_markdown']} show_doc output(s) left as raw Markdown"
+        assert r["page_width"] <= r["viewport"], f"{p}: the page is {r['page_width']}px wide in a {r['viewport']}px window: {r['overflow']}"
+        assert not r["overflow"], f"{p}: content wider than the text column: {r['overflow']}"
 
 
 def test_internal_links_resolve(visits, server):
-    "Every same-site link answers HTTP 200. A #fragment missing on its page is reported as a warning."
-    ids = {r["url"]: set(r["ids"]) for r in visits.values()}
-    checked: dict[str, int] = {}
-    broken, missing_ids = [], []
-    for p, r in visits.items():
-        for href in r["links"]:
-            if not href.startswith(server):
-                continue
-            target, _, frag = href.partition("#")
-            target = target.partition("?")[0]
-            if target not in checked:
-                try:
-                    with urllib.request.urlopen(target, timeout=10) as resp:
-                        checked[target] = resp.status
-                except urllib.error.HTTPError as e:
-                    checked[target] = e.code
-            if checked[target] != 200:
-                broken.append(f"{p}: {href} -> HTTP {checked[target]}")
-            elif frag and target in ids and urllib.parse.unquote(frag) not in ids[target]:
-                missing_ids.append(f"{p}: {href} (no element with that id; e.g. a backticked name nbdev links but no show_doc documents)")
-    for m in sorted(set(missing_ids)):
-        warnings.warn(f"link to a missing anchor: {m}", stacklevel=1)
-    assert not broken, "broken internal links:\n" + "\n".join(broken)
+    problems = link_problems(visits, server, site_url())
+    assert not problems, f"{len(problems)} broken internal link(s):\n" + "\n".join(problems)
 
 
-def test_sidebar_in_reading_order(visits, server):
-    want = [urllib.parse.urljoin(server, page_url(p)) for p in expected_pages()]
+def test_sidebar_in_reading_order(visits):
+    want = list(expected_pages())
     for p, r in visits.items():
-        assert r["sidebar"] == want, f"{p}: sidebar order {r['sidebar']} != _quarto.yml order {want}"
+        assert r["sidebar_pages"] == want, f"{p}: sidebar order {r['sidebar_pages']} != _quarto.yml order {want}"
+
+
+SEARCH_JS = r"""
+(async () => {
+  for (let i = 0; i < 100; i++) {
+    const items = [...document.querySelectorAll('.aa-Item a[href], .aa-Panel a[href]')];
+    if (items.length) return items.map(a => a.href);
+    await new Promise(r => setTimeout(r, 100));
+  }
+  return [];
+})()
+"""
+
+
+def test_search_finds_pages(tab, server, visits):
+    "The search box (Quarto's, fed by search.json) finds a page by a word of its title."
+    with urllib.request.urlopen(server + "search.json", timeout=10) as resp:
+        index = json.load(resp)
+    indexed = {e["href"].partition("#")[0] or "index.html" for e in index}
+    missing = [p for p in visits if p not in indexed]
+    assert not missing, f"search.json has no entry for {missing}"
+    pages = [p for p in visits if p != "index.html"]
+    for p in (pages[0], pages[-1]) if pages else ():
+        word = max(re.findall(r"[A-Za-z][a-z]{4,}", notebook_title(NBS / expected_pages()[p])) or [Path(p).stem], key=len)
+        tab.goto(server + "index.html?show-results=1&q=" + urllib.parse.quote(word))  # as Quarto's "copy link to search"
+        hits = [h[len(server):].partition("#")[0].partition("?")[0] or "index.html" for h in tab.eval(SEARCH_JS) if h.startswith(server)]
+        assert p in hits, f"searching for {word!r} did not list {p}: results {hits[:10]}"
+        assert not tab.problems(server), f"search for {word!r}: {tab.problems(server)}"
 
 
 def test_screenshots_saved(visits):
