@@ -6,7 +6,8 @@
 from __future__ import annotations
 import pandas as pd
 import torch
-from .engine import ChannelStats, register_method
+from .stats import ChannelStats
+from .engine import register_method
 
 # %% auto #0
 __all__ = ['ablate', 'dense_pruned_corr', 'corr_rule', 'asr_corr_rule']

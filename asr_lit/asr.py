@@ -5,7 +5,8 @@
 # %% ../nbs/14_asr.ipynb #6aa13375
 from __future__ import annotations
 import torch
-from .engine import ChannelStats, register_method
+from .stats import ChannelStats
+from .engine import register_method
 from .shrinkage import shrinkage, get_lam_rule
 
 # %% auto #0

@@ -5,7 +5,8 @@
 # %% ../nbs/12_channelwise.ipynb #62eee40d
 from __future__ import annotations
 import torch
-from .engine import ChannelStats, register_method, DEAD_VAR
+from .stats import ChannelStats
+from .engine import register_method, DEAD_VAR
 
 # %% auto #0
 __all__ = ['dead_channels', 'gamma_hat', 'naive_rule', 'mean_std_rule']

@@ -136,7 +136,7 @@ def save_repaired(model:torch.nn.Module, # a repaired model (from `repair`)
     from pathlib import Path
     from safetensors.torch import save_file
     from asr_lit.prune import make_permanent
-    from asr_lit.engine import corrected_modules
+    from asr_lit.corrections import corrected_modules
     model = make_permanent(copy.deepcopy(model))
     path = Path(path)
     if path.suffix != '.safetensors': raise ValueError(f"{path}: the file name must end in .safetensors")
@@ -154,7 +154,7 @@ def load_repaired(path:str, # a `.safetensors` file written by `save_repaired`
     from safetensors.torch import load_file
     from asr_lit.models import create_model
     from asr_lit.sites import Site
-    from asr_lit.engine import wrap_sites
+    from asr_lit.corrections import wrap_sites
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"repaired model {path} does not exist")
     card = _card(path)

@@ -5,7 +5,8 @@
 # %% ../nbs/11_layerwise.ipynb #8b928559
 from __future__ import annotations
 import torch
-from .engine import ChannelStats, register_method
+from .stats import ChannelStats
+from .engine import register_method
 
 # %% auto #0
 __all__ = ['layerwise_gain', 'layerwise_rule']

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #a24c9603
 from __future__ import annotations
-import hashlib, json, os
+import copy, hashlib, json, os
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -18,8 +18,8 @@ __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CIFAR10_MEAN', 'CIFAR10_STD', 'AKAM
            'PRETRAINED_CIFAR', 'Normalize', 'PadShortcut', 'BasicBlock', 'PlainBlock', 'CifarResNet', 'count_params',
            'load_pretrained_cifar_resnet', 'Bottleneck', 'CifarStemResNet', 'cifar_resnet18', 'cifar_resnet50',
            'CifarVGG', 'cifar_vgg16_bn', 'DenseLayer', 'DenseBlock', 'Transition', 'CifarDenseNet', 'cifar_densenet121',
-           'NormalizedNet', 'tv_model', 'create_model', 'save_checkpoint', 'load_checkpoint', 'weights_dir',
-           'available_models', 'load_model']
+           'NormalizedNet', 'tv_model', 'create_model', 'clone_model', 'save_checkpoint', 'load_checkpoint',
+           'weights_dir', 'available_models', 'load_model']
 
 # %% ../nbs/01_models.ipynb #6e846e2b
 class Normalize(nn.Module):
@@ -408,6 +408,14 @@ def create_model(name:str, # a key of `MODELS`
     "A fresh, randomly initialised model from the registry `MODELS`."
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     return MODELS[name](num_classes=num_classes)
+
+# %% ../nbs/01_models.ipynb #d30f14c0
+def clone_model(model:nn.Module) -> nn.Module:
+    "A deep copy of `model` that also works for models pruned with `torch.nn.utils.prune` after a forward pass with gradients."
+    for m in model.modules():   # the pruning hook leaves a non-leaf `weight` that deepcopy refuses: detach it
+        if hasattr(m, 'weight_mask') and hasattr(m, 'weight_orig') and torch.is_tensor(m.__dict__.get('weight')):
+            m.__dict__['weight'] = m.__dict__['weight'].detach()
+    return copy.deepcopy(model)
 
 # %% ../nbs/01_models.ipynb #44f7fa11
 def _skeleton(arch:str, num_classes:int) -> nn.Module:

@@ -5,7 +5,7 @@
 # %% ../nbs/13_shrinkage.ipynb #41762fb7
 from __future__ import annotations
 import torch
-from .engine import ChannelStats
+from .stats import ChannelStats
 
 # %% auto #0
 __all__ = ['LAM_RULES', 'shrinkage', 'lam_median', 'lam_ratio_median', 'lam_empirical_bayes', 'get_lam_rule']

@@ -11,9 +11,11 @@ import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 from _reference import naive_repair, stats64
 
-import asr_lit.engine as E
-from asr_lit.engine import (METHODS, ChannelStats, StreamingStats, channel_stats, register_method, repair,
-                            recalibrate_bn, clone_model)
+import asr_lit.passes as P
+from asr_lit.engine import METHODS, register_method, repair
+from asr_lit.stats import ChannelStats, StreamingStats, channel_stats
+from asr_lit.passes import recalibrate_bn
+from asr_lit.models import clone_model
 from asr_lit.channelwise import naive_rule, gamma_hat, dead_channels
 from asr_lit.asr import asr_rule
 from asr_lit.data import shared_dir
@@ -52,7 +54,6 @@ def rel(a:dict, b:dict) -> float:
 
 
 def run(pruned, dense, x, method, **kw):
-    E._dense_cache.clear()                    # each schedule measures its own dense statistics
     model, rep = repair(pruned, dense, x, method, **kw)
     return model, rep
 
@@ -223,6 +224,6 @@ def test_staged_with_offloaded_store(densenet):
     dense, _, x = densenet
     a = recalibrate_bn(clone_model(dense), x)
     b = clone_model(dense)
-    with torch.no_grad(): E._drive(E._staged(b, E._trace(b), list(x.split(10)), True, x.device, 'cpu'))
+    with torch.no_grad(): P._drive(P._staged(b, P._trace(b), list(x.split(10)), True, x.device, 'cpu'))
     for m, n in zip(batchnorms(a).values(), batchnorms(b).values()):
         assert torch.allclose(m.running_var, n.running_var, rtol=1e-5, atol=1e-8)

@@ -5,7 +5,9 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from asr_lit.data import calib_sample, synthetic
-from asr_lit.engine import METHODS, ChannelStats, get_method, recalibrate_bn, repair
+from asr_lit.engine import METHODS, get_method, repair
+from asr_lit.stats import ChannelStats
+from asr_lit.passes import recalibrate_bn
 from asr_lit.evaluate import accuracy
 from asr_lit.prune import masks_of, prune_model
 
