@@ -4,63 +4,21 @@
 
 # %% ../nbs/04_engine.ipynb #bed6f771
 from __future__ import annotations
-import time, importlib
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 import torch, torch.nn as nn
 import pandas as pd
 from .sites import Site, find_sites, batchnorms, SITE_KINDS
 from .models import clone_model
-from .stats import ChannelStats, StreamingStats
+from .stats import ChannelStats, StreamingStats, DEAD_VAR
+from .methods import Method, METHODS, RECAL_ORDERS, get_method
 from .corrections import wrap_sites, corrected_modules, fold_corrections
 from .passes import _NO_BN, _Plan, _plan, _recal_pass, _Collect, _observe_pass, run_pass
 
 # %% auto #0
-__all__ = ['Rule', 'RECAL_ORDERS', 'METHODS', 'MIN_CALIB', 'DEAD_VAR', 'Method', 'register_method', 'get_method',
-           'check_same_structure', 'check_calib', 'DenseReference', 'dense_reference', 'dense_site_stats',
+__all__ = ['MIN_CALIB', 'check_same_structure', 'check_calib', 'DenseReference', 'dense_reference', 'dense_site_stats',
            'RepairReport', 'repair']
-
-# %% ../nbs/04_engine.ipynb #74b25948
-Rule = Callable[..., tuple]
-RECAL_ORDERS = ('before', 'after', 'none')
-
-@dataclass
-class Method:
-    "A named repair method: a rule (None = no correction) and its default site and recalibration order."
-    name:str
-    rule:Rule|None
-    site:str|None='block'
-    recal:str='before'
-    doc:str=''
-
-METHODS:dict[str, Method] = {}
-
-def register_method(name:str, # the name `repair(method=...)` accepts
-                    rule:Rule|None, # `rule(dense:ChannelStats, pruned:ChannelStats, **opts) -> (scale, shift)`; `rule.needs_pairs = True` adds `pruned.cov`
-                    site:str|None='block', # default site kind
-                    recal:str='before', # default recalibration order
-                    doc:str='', # one line for tables and `--help`
-                   ) -> Method:
-    "Add a repair method to the registry (a method notebook calls this once per method)."
-    METHODS[name] = Method(name, rule, site, recal, doc)
-    return METHODS[name]
-
-register_method('none', None, None, 'none', 'no repair: the pruned model as it is')
-register_method('bn_only', None, None, 'before', 'BN-only recalibration (REFLOW): recompute every BatchNorm on the calibration set')
-
-# %% ../nbs/04_engine.ipynb #9fa52d0f
-_METHOD_MODULES = ('asr_lit.layerwise', 'asr_lit.channelwise', 'asr_lit.shrinkage', 'asr_lit.asr', 'asr_lit.ablations')
-
-def get_method(name:str) -> Method:
-    "The registered method called `name` (loading the method modules if needed)."
-    if name not in METHODS:
-        for mod in _METHOD_MODULES:
-            try: importlib.import_module(mod)
-            except ModuleNotFoundError as e:
-                if e.name != mod: raise
-    if name not in METHODS:
-        raise ValueError(f"unknown repair method {name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[name]
 
 # %% ../nbs/04_engine.ipynb #1e85ed55
 MIN_CALIB = 16  # fewer images give BatchNorm variances too noisy to recalibrate with
@@ -218,8 +176,6 @@ class RepairReport:
                 f"channels={len(self.channels)}, warnings={len(self.warnings)}, seconds={self.seconds:.2f})")
 
 # %% ../nbs/04_engine.ipynb #e791b448
-DEAD_VAR = 1e-10  # relative to the layer's mean dense variance: below this a channel counts as dead
-
 class _Correct:
     """Site sink for the pruned model: statistics over all chunks, then the rule's correction, set on the site's wrapper.
     The dense statistics are given (`dense`) or measured here from the partner's outputs."""

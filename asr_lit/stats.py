@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 # %% auto #0
-__all__ = ['ChannelStats', 'channel_stats', 'StreamingStats']
+__all__ = ['DEAD_VAR', 'ChannelStats', 'channel_stats', 'StreamingStats']
 
 # %% ../nbs/03a_stats.ipynb #d834cea5
 @dataclass
@@ -110,3 +110,6 @@ class StreamingStats:
         "The statistics of all chunks added so far."
         if self.stats is None: raise ValueError("no data was added")
         return self.stats
+
+# %% ../nbs/03a_stats.ipynb #9e83e0c8
+DEAD_VAR = 1e-10  # relative to the layer's mean dense variance: below this a channel counts as dead

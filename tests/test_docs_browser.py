@@ -330,7 +330,8 @@ def server(site):
 def browser():
     exe = find_chromium()
     if exe is None:
-        msg = "Chromium is not installed (Debian: apt-get install chromium; see .ci/install_chromium)"
+        msg = ("the docs browser checks need headless Chromium, which is not installed: install it with "
+               "`apt-get install chromium` (Debian/Ubuntu) or `.ci/install_chromium`, or point $CHROMIUM at a Chrome executable")
         if IN_CI:
             pytest.fail(msg + " -- required under CI")
         pytest.skip(msg)
