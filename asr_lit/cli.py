@@ -5,12 +5,14 @@
 # %% ../nbs/21_cli.ipynb #bd9cb018
 from __future__ import annotations
 import sys, time
+from pathlib import Path
 import torch
 import pandas as pd
 from fastcore.script import call_parse, Param, store_true
+from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure
 
 # %% auto #0
-__all__ = ['demo_table', 'asr_demo', 'asr_repair', 'save_repaired', 'load_repaired']
+__all__ = ['demo_table', 'asr_demo', 'asr_repair', 'save_repaired', 'load_repaired', 'asr_sweep', 'asr_plot']
 
 # %% ../nbs/21_cli.ipynb #514519e1
 def demo_table(depth:int=56, # depth of the pretrained CIFAR ResNet (20, 32, 44 or 56)
@@ -24,7 +26,7 @@ def demo_table(depth:int=56, # depth of the pretrained CIFAR ResNet (20, 32, 44 
               ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     "Runs the main job; returns (tidy runs, accuracy table sparsity x method, a header naming every setting)."
     from asr_lit.data import cifar10, stratified_subset
-    from asr_lit.models import load_pretrained_cifar_resnet
+    from asr_lit.checkpoints import load_pretrained_cifar_resnet
     from asr_lit.evaluate import compare_methods, accuracy_table
     dense = load_pretrained_cifar_resnet(depth)
     test = cifar10('test')
@@ -72,7 +74,7 @@ def _check_choice(what, value, choices):
     if value not in choices: raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(map(str, choices))}")
 
 @call_parse
-def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.models.available_models()) or a .safetensors checkpoint
+def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.checkpoints.available_models()) or a .safetensors checkpoint
                dataset:str='cifar10', # cifar10 or imagenette
                sparsity:float=0.9, # fraction of weights to remove, in [0, 1) (ignored for kind=nm)
                kind:str='global', # global, uniform, nm (2:4) or channel
@@ -86,20 +88,20 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.models.
               ):
     "Prune, repair and evaluate one model; print dense, pruned and repaired top-1."
     from pathlib import Path
-    from asr_lit import models, data, engine, prune, evaluate
+    from asr_lit import models, checkpoints, data, engine, prune, evaluate
     try:
         if not 0 <= sparsity < 1: raise ValueError(f"sparsity must be in [0, 1); got {sparsity}")
         _check_choice('sparsity kind', kind, prune.SPARSITY_KINDS)
         _check_choice('dataset', dataset, ('cifar10', 'imagenette'))
         engine.get_method(method)
         if method == 'asr':
-            from asr_lit.shrinkage import LAM_RULES; _check_choice('lambda rule', lam_rule, list(LAM_RULES))
+            from asr_lit.rules.shrinkage import LAM_RULES; _check_choice('lambda rule', lam_rule, list(LAM_RULES))
         if arch.endswith('.safetensors'):
             if not Path(arch).exists(): raise FileNotFoundError(f"checkpoint {arch} does not exist")
-            dense, _ = models.load_checkpoint(arch)
+            dense, _ = checkpoints.load_checkpoint(arch)
         else:
             _check_choice('architecture', arch, list(models.MODELS))
-            dense = models.load_model(arch)
+            dense = checkpoints.load_model(arch)
         train, test = _dataset(dataset, 'train'), _dataset(dataset, 'test')
         if n_test and n_test < len(test): test = data.stratified_subset(test, n_test, seed=0)
         calib = data.calib_sample(train, n_calib, seed=seed)
@@ -136,7 +138,7 @@ def save_repaired(model:torch.nn.Module, # a repaired model (from `repair`)
     from pathlib import Path
     from safetensors.torch import save_file
     from asr_lit.prune import make_permanent
-    from asr_lit.engine import corrected_modules
+    from asr_lit.corrections import corrected_modules
     model = make_permanent(copy.deepcopy(model))
     path = Path(path)
     if path.suffix != '.safetensors': raise ValueError(f"{path}: the file name must end in .safetensors")
@@ -154,7 +156,7 @@ def load_repaired(path:str, # a `.safetensors` file written by `save_repaired`
     from safetensors.torch import load_file
     from asr_lit.models import create_model
     from asr_lit.sites import Site
-    from asr_lit.engine import wrap_sites
+    from asr_lit.corrections import wrap_sites
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"repaired model {path} does not exist")
     card = _card(path)
@@ -164,3 +166,60 @@ def load_repaired(path:str, # a `.safetensors` file written by `save_repaired`
     wrap_sites(model, [Site(n, k, i) for i,(n,k) in enumerate(card['corrected_sites'])])
     model.load_state_dict(load_file(str(path)))
     return model.eval()
+
+# %% ../nbs/21_cli.ipynb #55ad6200
+def _floats(s): return tuple(float(x) for x in str(s).split(',') if x)
+
+def _markdown(df:pd.DataFrame) -> str:
+    "A DataFrame as a GitHub markdown table (no optional dependency)."
+    cols = [df.index.name or ''] + [str(c) for c in df.columns]
+    rows = [[str(i)] + [str(v) for v in r] for i, r in zip(df.index, df.itertuples(index=False))]
+    return '\n'.join('| ' + ' | '.join(r) + ' |' for r in [cols, ['---']*len(cols)] + rows)
+
+@call_parse
+def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there are skipped (resume)
+              archs:str='resnet20,resnet32,resnet44,resnet56', # comma-separated registered models with weights
+              sparsities:str='0.5,0.7,0.8,0.9,0.95', # comma-separated fractions in [0, 1)
+              kinds:str='global', # comma-separated: global, uniform, nm, channel
+              methods:str=','.join(DEFAULT_METHODS), # comma-separated repair methods
+              seeds:str='0,1,2', # comma-separated calibration seeds
+              n_calib:int=1024, # calibration images per draw
+              n_test:int=None, # stratified test subset (0: the whole test set; default: 2000 on the CPU, the whole set on CUDA)
+              dataset:str='cifar10', # cifar10 or imagenette
+              device:str=None, # cpu or cuda (default: CUDA when present)
+             ):
+    "Run a resumable sweep into a CSV (one row per run)."
+    from asr_lit.models import MODELS
+    from asr_lit.prune import SPARSITY_KINDS
+    from asr_lit.methods import get_method
+    try:
+        sp = _floats(sparsities)
+        if any(not 0 <= s < 1 for s in sp): raise ValueError(f"sparsities must be in [0, 1); got {sparsities}")
+        for a in archs.split(','):
+            if a not in MODELS: raise ValueError(f"unknown architecture {a!r}; choose from {', '.join(MODELS)}")
+        for k in kinds.split(','):
+            if k not in SPARSITY_KINDS: raise ValueError(f"unknown sparsity kind {k!r}; choose from {', '.join(SPARSITY_KINDS)}")
+        for m in methods.split(','): get_method(m)
+        if n_test is None: n_test = 0 if (device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda') else 2000
+        grid = sweep_grid(tuple(archs.split(',')), sp, tuple(kinds.split(',')), tuple(methods.split(',')),
+                          tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset)
+        print(f"{len(pending_runs(grid, csv))} of {len(grid)} runs to do -> {csv}")
+        run_sweep(grid, csv, device=device, progress=True)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"asr_sweep: error: {e}", file=sys.stderr); sys.exit(2)
+
+@call_parse
+def asr_plot(csv:str='sweep_results.csv', # a sweep results CSV
+             out:str='sweep', # output prefix: writes <out>_<kind>.png and <out>_table90.md
+            ):
+    "Make the accuracy-vs-sparsity figures and the 90% table from a sweep CSV."
+    try:
+        if not Path(csv).exists(): raise FileNotFoundError(f"no sweep results at {csv}: run asr_sweep first")
+        res = pd.read_csv(csv)
+        for kind in res.kind.unique(): sweep_figure(res, kind).savefig(f'{out}_{kind}.png', dpi=120)
+        written = [f'{out}_{kind}.png' for kind in res.kind.unique()]
+        if ((res.sparsity.round(4) == 0.9) & (res.kind == 'global')).any():
+            Path(f'{out}_table90.md').write_text(_markdown(sweep_table(res, 0.9)) + '\n'); written.append(f'{out}_table90.md')
+        print('wrote', ', '.join(written))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"asr_plot: error: {e}", file=sys.stderr); sys.exit(2)

@@ -4,26 +4,13 @@
 
 # %% ../nbs/05_evaluate.ipynb #85d5b452
 from __future__ import annotations
-import os, math
+import math
 import torch, torch.nn as nn
 from fastprogress.fastprogress import progress_bar
+from .utils import default_device, maybe_progress
 
 # %% auto #0
-__all__ = ['default_device', 'show_progress', 'maybe_progress', 'predict', 'accuracy', 'compare_methods', 'accuracy_table']
-
-# %% ../nbs/05_evaluate.ipynb #db37039d
-def default_device() -> torch.device:
-    "CUDA when available, else the CPU."
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
-def show_progress(progress:bool|None=None) -> bool:
-    "Whether to draw progress bars: `progress` if given, else off under tests (`IN_TEST`) or `ASR_LIT_QUIET=1`."
-    if progress is not None: return progress
-    return not (os.environ.get('IN_TEST') or os.environ.get('ASR_LIT_QUIET') == '1')
-
-def maybe_progress(it, progress:bool|None=None, **kw):
-    "`it` wrapped in a fastprogress bar when `show_progress(progress)`."
-    return progress_bar(it, **kw) if show_progress(progress) else it
+__all__ = ['predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate']
 
 # %% ../nbs/05_evaluate.ipynb #ff211d7c
 def predict(model:nn.Module, # the network (put in eval mode)
@@ -71,9 +58,9 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
                    ) -> pd.DataFrame:
     "Top-1 of every (sparsity, method, seed) repair of `dense`, one row per run, with the dense accuracy."
     from asr_lit.prune import prune_model
-    from asr_lit.engine import repair
+    from asr_lit.engine import repair, dense_reference
     from asr_lit.data import calib_sample
-    from asr_lit.engine import get_method
+    from asr_lit.methods import get_method
     for s in sparsities:  # fail before hours of work, not in the middle
         if not (isinstance(s, (int, float)) and 0 <= s < 1): raise ValueError(f"sparsity must be in [0, 1); got {s!r}")
     for m in methods: get_method(m)
@@ -82,11 +69,15 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     dense_acc = accuracy(dense, test_set, device=device, progress=False)
     runs = [(s, sd, m) for s in sparsities for sd in seeds for m in methods]
     rows, pruned_cache, calib_cache = [], {}, {}
+    ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule') if k in repair_opts}
     for s, sd, m in maybe_progress(runs, progress):
         if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind)}
-        if sd not in calib_cache: calib_cache = {sd: calib_sample(train_set, n_calib, seed=sd)}
+        if sd not in calib_cache:   # one calibration draw, one dense reference, for every sparsity and method
+            calib = calib_sample(train_set, n_calib, seed=sd)
+            calib_cache = {sd: (calib, dense_reference(dense, calib, device=device, **ref_opts))}
         t0 = time.perf_counter()
-        model, rep = repair(pruned_cache[s], dense, calib_cache[sd], m, device=device, **repair_opts)
+        calib, ref = calib_cache[sd]
+        model, rep = repair(pruned_cache[s], dense, calib, m, device=device, reference=ref, **repair_opts)
         secs = time.perf_counter() - t0
         rows.append(dict(sparsity=s, kind=kind, method=m, seed=sd, n_calib=n_calib, n_test=len(test_set),
                          dense_acc=dense_acc, acc=accuracy(model, test_set, device=device, progress=False),
@@ -104,3 +95,14 @@ def accuracy_table(runs:pd.DataFrame, # rows from `compare_methods`
         return f"{a.mean():.1f}" if len(a) < 2 else f"{a.mean():.1f} ± {a.std():.1f}"
     t = g.apply(fmt).unstack(columns)
     return t[[c for c in runs[columns].unique() if c in t.columns]]
+
+# %% ../nbs/05_evaluate.ipynb #18ce031e
+def ablate(dense, train_set, test_set, # the dense model, the training split (calibration) and the test set
+           variants:dict, # name -> dict of `compare_methods` keyword arguments for that variant
+           **common, # keyword arguments shared by every variant (sparsities, seeds, n_calib, ...)
+          ) -> pd.DataFrame:
+    "Run `compare_methods` once per variant and stack the rows, with a `variant` column."
+    out = []
+    for name, kw in variants.items():
+        out.append(compare_methods(dense, train_set, test_set, **{**common, **kw}).assign(variant=name))
+    return pd.concat(out, ignore_index=True)

@@ -4,22 +4,17 @@
 
 # %% ../nbs/01_models.ipynb #a24c9603
 from __future__ import annotations
-import hashlib, json, os
+import copy
 from functools import partial
-from pathlib import Path
 from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 import torchvision
-from safetensors.torch import load_file, save_file
-from .data import shared_dir
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CIFAR10_MEAN', 'CIFAR10_STD', 'AKAMASTER_URL', 'VGG16_CFG', 'TV_ARCHS', 'MODELS',
-           'PRETRAINED_CIFAR', 'Normalize', 'PadShortcut', 'BasicBlock', 'PlainBlock', 'CifarResNet', 'count_params',
-           'load_pretrained_cifar_resnet', 'Bottleneck', 'CifarStemResNet', 'cifar_resnet18', 'cifar_resnet50',
-           'CifarVGG', 'cifar_vgg16_bn', 'DenseLayer', 'DenseBlock', 'Transition', 'CifarDenseNet', 'cifar_densenet121',
-           'NormalizedNet', 'tv_model', 'create_model', 'save_checkpoint', 'load_checkpoint', 'weights_dir',
-           'available_models', 'load_model']
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CIFAR10_MEAN', 'CIFAR10_STD', 'VGG16_CFG', 'TV_ARCHS', 'MODELS', 'Normalize',
+           'PadShortcut', 'BasicBlock', 'PlainBlock', 'CifarResNet', 'count_params', 'Bottleneck', 'CifarStemResNet',
+           'cifar_resnet18', 'cifar_resnet50', 'CifarVGG', 'cifar_vgg16_bn', 'DenseLayer', 'DenseBlock', 'Transition',
+           'CifarDenseNet', 'cifar_densenet121', 'NormalizedNet', 'tv_model', 'create_model', 'clone_model']
 
 # %% ../nbs/01_models.ipynb #6e846e2b
 class Normalize(nn.Module):
@@ -146,37 +141,6 @@ def count_params(model:nn.Module, # any model
                 ) -> int:
     "Number of parameters (elements) of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-# %% ../nbs/01_models.ipynb #cc069afa
-AKAMASTER_URL = 'https://github.com/akamaster/pytorch_resnet_cifar10'
-
-def _sha256(path:Path, chunk:int=1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while b := f.read(chunk): h.update(b)
-    return h.hexdigest()
-
-def load_pretrained_cifar_resnet(depth:int=56, # 20, 32, 44 or 56 (the depths in the shared folder)
-                                 root:str|Path|None=None, # folder with `resnet{depth}-<hash>.th`; default shared_dir()/'weights/cifar10-resnet-akamaster'
-                                ) -> CifarResNet:
-    "akamaster's pretrained CIFAR-10 ResNet-`depth`, hash-checked, in eval mode."
-    root = Path(root) if root is not None else shared_dir()/'weights'/'cifar10-resnet-akamaster'
-    where = (f"Put akamaster's pretrained resnet{depth}-<hash>.th there (from the releases of {AKAMASTER_URL}, "
-             "folder pretrained_models) or pass root=.")
-    if not root.is_dir(): raise FileNotFoundError(f"pretrained CIFAR ResNet folder {root} does not exist. {where}")
-    files = sorted(root.glob(f'resnet{depth}-*.th'))
-    if not files: raise FileNotFoundError(f"no resnet{depth}-<hash>.th in {root}. {where}")
-    if len(files) > 1: raise ValueError(f"several files match resnet{depth}-*.th in {root}: {[f.name for f in files]}")
-    path = files[0]
-    name_hash, sha = path.stem.rsplit('-', 1)[1].lower(), _sha256(path)
-    if not sha.startswith(name_hash) or len(name_hash) < 8:
-        raise ValueError(f"{path} is corrupt or modified: its sha256 starts {sha[:8]}, its name says {name_hash}")
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    sd = ckpt.get('state_dict', ckpt)
-    sd = {k.removeprefix('module.'): v for k, v in sd.items()}
-    model = CifarResNet(depth)
-    model.load_state_dict(sd, strict=True)
-    return model.eval()
 
 # %% ../nbs/01_models.ipynb #b7cc7f80
 class Bottleneck(nn.Module):
@@ -409,97 +373,10 @@ def create_model(name:str, # a key of `MODELS`
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     return MODELS[name](num_classes=num_classes)
 
-# %% ../nbs/01_models.ipynb #44f7fa11
-def _skeleton(arch:str, num_classes:int) -> nn.Module:
-    "`create_model` on the meta device (allocates nothing) where the constructor allows it (regnet does not)."
-    try:
-        with torch.device('meta'): return create_model(arch, num_classes)
-    except (NotImplementedError, RuntimeError): return create_model(arch, num_classes)
-
-def _num_classes(model:nn.Module) -> int:
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears: raise ValueError("cannot infer num_classes: the model has no nn.Linear; pass num_classes=")
-    return linears[-1].out_features
-
-def _check_suffix(path:Path) -> Path:
-    if path.suffix != '.safetensors': raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
-    return path
-
-def save_checkpoint(model:nn.Module, # model whose `state_dict` is saved
-                    path:str|Path, # `<name>.safetensors`; the card goes to `<name>.json`
-                    arch:str, # registry name of the architecture (a key of `MODELS`)
-                    half:bool=False, # store floating tensors as fp16
-                    **card, # more card fields: data, accuracy, epochs, seed, ... (JSON-serialisable)
-                   ) -> dict:
-    "Save `model`'s weights as safetensors and a JSON card (arch, num_classes, sha256, `card`); returns the card."
-    path = _check_suffix(Path(path))
-    if arch not in MODELS: raise ValueError(f"unknown arch {arch!r}; valid names: {', '.join(MODELS)}")
-    card.setdefault('num_classes', _num_classes(model))
-    ref = _skeleton(arch, card['num_classes']).state_dict()
-    sd = model.state_dict()
-    bad = {k for k in ref.keys() ^ sd.keys()} | {k for k in ref.keys() & sd.keys() if ref[k].shape != sd[k].shape}
-    if bad: raise ValueError(f"model does not match arch {arch!r} with {card['num_classes']} classes: "
-                             f"{len(bad)} keys differ, e.g. {sorted(bad)[:3]}")
-    def prep(t):
-        t = t.detach().to('cpu')
-        return (t.half() if half and t.is_floating_point() else t).contiguous().clone()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    save_file({k: prep(v) for k, v in sd.items()}, str(tmp), metadata={'arch': arch})
-    os.replace(tmp, path)
-    card = {'arch': arch, **card, 'dtype': 'float16' if half else 'float32', 'sha256': _sha256(path)}
-    path.with_suffix('.json').write_text(json.dumps(card, indent=2) + '\n')
-    return card
-
-def load_checkpoint(path:str|Path, # `<name>.safetensors` with its card `<name>.json` beside it
-                    arch:str|None=None, # if given, the card's arch must be this
-                   ) -> tuple[nn.Module, dict]:
-    "Load a `save_checkpoint` file: verify its sha256 and arch, build the model from the registry; `(model in eval mode, card)`."
-    path = _check_suffix(Path(path))
-    card_path = path.with_suffix('.json')
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: check the path, or write one with `save_checkpoint` "
-                                f"(trained checkpoints live in `weights_dir()`; `available_models()` lists what loads now)")
-    if not card_path.is_file(): raise FileNotFoundError(f"checkpoint {path} has no card {card_path} (save_checkpoint writes both)")
-    card = json.loads(card_path.read_text())
-    sha = _sha256(path)
-    if sha != card.get('sha256'):
-        raise ValueError(f"checkpoint {path} is truncated or modified: sha256 {sha} != card {card.get('sha256')}")
-    if arch is not None and card['arch'] != arch:
-        raise ValueError(f"checkpoint {path} holds arch {card['arch']!r}, expected {arch!r}")
-    model = create_model(card['arch'], card.get('num_classes', 10))
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_state_dict(sd, strict=True)
-    return model.eval(), card
-
-# %% ../nbs/01_models.ipynb #b65ab715
-PRETRAINED_CIFAR = ('resnet20', 'resnet32', 'resnet44', 'resnet56')
-
-def weights_dir() -> Path:
-    "Folder of trained checkpoints: env `ASR_LIT_WEIGHTS`, else the repository's top-level `weights/` (beside `asr_lit/`)."
-    if env := os.environ.get('ASR_LIT_WEIGHTS'): return Path(env)
-    import asr_lit
-    return Path(asr_lit.__file__).resolve().parent.parent/'weights'
-
-def available_models() -> list[str]:
-    "Names `load_model` can load now: the akamaster ResNets present in the shared folder, and the checkpoints (with card) in `weights_dir()`."
-    aka = shared_dir()/'weights'/'cifar10-resnet-akamaster'
-    names = [n for n in PRETRAINED_CIFAR if any(aka.glob(f'{n}-*.th'))]
-    wd = weights_dir()
-    if wd.is_dir(): names += sorted(p.stem for p in wd.glob('*.safetensors') if p.with_suffix('.json').is_file())
-    return names
-
-def load_model(name:str, # a key of `MODELS` (or the stem of a checkpoint in `weights_dir()`)
-              ) -> nn.Module:
-    "A trained model in eval mode: akamaster's weights for resnet20...resnet56, else the checkpoint `weights_dir()/<name>.safetensors`."
-    if name in PRETRAINED_CIFAR: return load_pretrained_cifar_resnet(int(name.removeprefix('resnet')))
-    path = weights_dir()/f'{name}.safetensors'
-    if not path.is_file():
-        if name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}; trained now: {', '.join(available_models())}")
-        raise FileNotFoundError(
-            f"no trained weights for {name!r} are in the repo yet (looked for {path}). Train it (e.g. "
-            f"`create_model({name!r})` and a training loop on the matching data set), then save it with "
-            f"`save_checkpoint(model, {str(path)!r}, arch={name!r}, half=True, data=..., accuracy=...)`, "
-            f"or point the environment variable ASR_LIT_WEIGHTS at a folder that has {name}.safetensors and its .json card.")
-    return load_checkpoint(path, arch=name if name in MODELS else None)[0]
+# %% ../nbs/01_models.ipynb #d30f14c0
+def clone_model(model:nn.Module) -> nn.Module:
+    "A deep copy of `model` that also works for models pruned with `torch.nn.utils.prune` after a forward pass with gradients."
+    for m in model.modules():   # the pruning hook leaves a non-leaf `weight` that deepcopy refuses: detach it
+        if hasattr(m, 'weight_mask') and hasattr(m, 'weight_orig') and torch.is_tensor(m.__dict__.get('weight')):
+            m.__dict__['weight'] = m.__dict__['weight'].detach()
+    return copy.deepcopy(model)

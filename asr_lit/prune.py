@@ -146,7 +146,7 @@ def apply_masks(model:nn.Module, # the network (not modified)
                 copy:bool=True, # prune a deep copy (True) or the model itself
                ) -> nn.Module:
     "The model with `masks` attached through `torch.nn.utils.prune`, so that they hold through any later change."
-    from asr_lit.engine import clone_model
+    from asr_lit.models import clone_model
     pruned = clone_model(model) if copy else model
     mods = dict(pruned.named_modules())
     for n,mask in masks.items():

@@ -4,15 +4,13 @@
 
 # %% ../nbs/20_sweep.ipynb #01965bb1
 from __future__ import annotations
-import itertools, time, sys
+import itertools, time
 from pathlib import Path
 import pandas as pd
 import torch
-from fastcore.script import call_parse
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'DEFAULT_METHODS', 'PAPER_90', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_table', 'sweep_figure',
-           'asr_sweep', 'asr_plot']
+__all__ = ['SWEEP_KEYS', 'DEFAULT_METHODS', 'PAPER_90', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_table', 'sweep_figure']
 
 # %% ../nbs/20_sweep.ipynb #20e7b46e
 SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test']
@@ -63,11 +61,13 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
               progress:bool|None=None, # progress bar over runs (default: on, except under tests)
              ) -> pd.DataFrame:
     "Run every pending row of `grid`, appending each result to `csv`; returns the whole CSV."
-    from asr_lit.models import load_model
+    from asr_lit.checkpoints import load_model
     from asr_lit.prune import prune_model
-    from asr_lit.engine import repair, get_method
+    from asr_lit.engine import repair, dense_reference
+    from asr_lit.methods import get_method
     from asr_lit.data import calib_sample
-    from asr_lit.evaluate import accuracy, default_device, maybe_progress
+    from asr_lit.evaluate import accuracy
+    from asr_lit.utils import default_device, maybe_progress
     for m in grid.method.unique(): get_method(m)
     device = torch.device(device) if device else default_device()
     todo, csv = pending_runs(grid, csv), Path(csv)
@@ -86,7 +86,8 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
                                  lambda: accuracy(pruned, test, device=device, progress=False))
         else:
             t0 = time.perf_counter()
-            model, rep = repair(pruned, dense, calib, r.method, device=device)
+            ref = get(('ref', r.arch, r.dataset, r.seed, r.n_calib), lambda: dense_reference(dense, calib, device=device))
+            model, rep = repair(pruned, dense, calib, r.method, device=device, reference=ref)
             secs = time.perf_counter() - t0
             acc = accuracy(model, test, device=device, progress=False)
         row = dict(r._asdict(), dense_acc=dense_acc, acc=acc, repair_s=round(secs, 3), device=str(device), data_source=test.source)
@@ -137,60 +138,3 @@ def sweep_figure(results:pd.DataFrame, # sweep CSV contents
     fig.legend(handles, methods, loc='upper center', ncol=len(methods), bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
-
-# %% ../nbs/20_sweep.ipynb #55ad6200
-def _floats(s): return tuple(float(x) for x in str(s).split(',') if x)
-
-def _markdown(df:pd.DataFrame) -> str:
-    "A DataFrame as a GitHub markdown table (no optional dependency)."
-    cols = [df.index.name or ''] + [str(c) for c in df.columns]
-    rows = [[str(i)] + [str(v) for v in r] for i, r in zip(df.index, df.itertuples(index=False))]
-    return '\n'.join('| ' + ' | '.join(r) + ' |' for r in [cols, ['---']*len(cols)] + rows)
-
-@call_parse
-def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there are skipped (resume)
-              archs:str='resnet20,resnet32,resnet44,resnet56', # comma-separated registered models with weights
-              sparsities:str='0.5,0.7,0.8,0.9,0.95', # comma-separated fractions in [0, 1)
-              kinds:str='global', # comma-separated: global, uniform, nm, channel
-              methods:str=','.join(DEFAULT_METHODS), # comma-separated repair methods
-              seeds:str='0,1,2', # comma-separated calibration seeds
-              n_calib:int=1024, # calibration images per draw
-              n_test:int=None, # stratified test subset (0: the whole test set; default: 2000 on the CPU, the whole set on CUDA)
-              dataset:str='cifar10', # cifar10 or imagenette
-              device:str=None, # cpu or cuda (default: CUDA when present)
-             ):
-    "Run a resumable sweep into a CSV (one row per run)."
-    from asr_lit.models import MODELS
-    from asr_lit.prune import SPARSITY_KINDS
-    from asr_lit.engine import get_method
-    try:
-        sp = _floats(sparsities)
-        if any(not 0 <= s < 1 for s in sp): raise ValueError(f"sparsities must be in [0, 1); got {sparsities}")
-        for a in archs.split(','):
-            if a not in MODELS: raise ValueError(f"unknown architecture {a!r}; choose from {', '.join(MODELS)}")
-        for k in kinds.split(','):
-            if k not in SPARSITY_KINDS: raise ValueError(f"unknown sparsity kind {k!r}; choose from {', '.join(SPARSITY_KINDS)}")
-        for m in methods.split(','): get_method(m)
-        if n_test is None: n_test = 0 if (device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda') else 2000
-        grid = sweep_grid(tuple(archs.split(',')), sp, tuple(kinds.split(',')), tuple(methods.split(',')),
-                          tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset)
-        print(f"{len(pending_runs(grid, csv))} of {len(grid)} runs to do -> {csv}")
-        run_sweep(grid, csv, device=device, progress=True)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"asr_sweep: error: {e}", file=sys.stderr); sys.exit(2)
-
-@call_parse
-def asr_plot(csv:str='sweep_results.csv', # a sweep results CSV
-             out:str='sweep', # output prefix: writes <out>_<kind>.png and <out>_table90.md
-            ):
-    "Make the accuracy-vs-sparsity figures and the 90% table from a sweep CSV."
-    try:
-        if not Path(csv).exists(): raise FileNotFoundError(f"no sweep results at {csv}: run asr_sweep first")
-        res = pd.read_csv(csv)
-        for kind in res.kind.unique(): sweep_figure(res, kind).savefig(f'{out}_{kind}.png', dpi=120)
-        written = [f'{out}_{kind}.png' for kind in res.kind.unique()]
-        if ((res.sparsity.round(4) == 0.9) & (res.kind == 'global')).any():
-            Path(f'{out}_table90.md').write_text(_markdown(sweep_table(res, 0.9)) + '\n'); written.append(f'{out}_table90.md')
-        print('wrote', ', '.join(written))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"asr_plot: error: {e}", file=sys.stderr); sys.exit(2)

@@ -14,8 +14,10 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastprogress.fastprogress import master_bar, progress_bar
 from .data import ImageSet, cifar10, stratified_subset
-from .models import MODELS, create_model, save_checkpoint, load_checkpoint, weights_dir
-from .evaluate import accuracy, default_device, show_progress
+from .models import MODELS, create_model
+from .checkpoints import save_checkpoint, load_checkpoint, weights_dir
+from .evaluate import accuracy
+from .utils import default_device, show_progress
 
 # %% ../nbs/06_train.ipynb #dae2b856
 def random_crop_flip(x:Tensor, # a batch of images (N, C, H, W), any dtype

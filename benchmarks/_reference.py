@@ -17,7 +17,7 @@ the mean and the *unbiased* variance of its input over the whole calibration bat
 from __future__ import annotations
 import copy
 import torch, torch.nn as nn
-from asr_lit.engine import ChannelStats
+from asr_lit.stats import ChannelStats
 from asr_lit.sites import find_sites, batchnorms
 
 __all__ = ['naive_repair', 'stats64']

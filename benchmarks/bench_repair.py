@@ -50,13 +50,14 @@ def worker(a):
     if a.threads: torch.set_num_threads(a.threads)
     sys.path.insert(0, str(HERE))
     import asr_lit.engine as E
-    from asr_lit.models import load_model
+    from asr_lit.checkpoints import load_model
     from asr_lit.prune import prune_model
     dev = torch.device(a.device)
     dense = load_model(a.model).to(dev).eval()
     pruned = prune_model(dense, a.sparsity)
     calib = torch.load(a.calib).to(dev)
-    rule = E.get_method('asr').rule                                   # imports the method modules
+    from asr_lit.methods import get_method
+    rule = get_method('asr').rule
     with torch.no_grad(): pruned(calib[:16])
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
     sync()
@@ -107,7 +108,7 @@ def load_str():
 def calib_for(model, n, path):
     import torch
     from asr_lit.data import cifar10, calib_sample
-    from asr_lit.models import weights_dir
+    from asr_lit.checkpoints import weights_dir
     card = weights_dir() / f'{model}.json'
     data = json.loads(card.read_text()).get('data', '') if card.is_file() else ''
     if 'imagenette' in str(data).lower():
@@ -188,7 +189,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.worker: a.figure = a.worker; return worker(a)
     import torch
-    from asr_lit.models import available_models
+    from asr_lit.checkpoints import available_models
     device = 'cuda' if a.device == 'cuda' or (a.device == 'auto' and torch.cuda.is_available()) else 'cpu'
     if a.smoke: a.n, a.repeats, a.naive_repeats, a.chunk, models = 32, 1, 1, 8, ['resnet20']
     else: models = a.models or (available_models() if device == 'cuda' else ['resnet56'])

@@ -5,12 +5,13 @@ import pytest
 import torch, torch.nn as nn
 from torch.nn.utils import prune as torch_prune
 
-from asr_lit.engine import METHODS, get_method, repair
-from asr_lit.models import create_model, load_pretrained_cifar_resnet, tv_model
+from asr_lit.engine import repair
+from asr_lit.methods import METHODS, get_method
+from asr_lit.models import create_model, tv_model
+from asr_lit.checkpoints import load_pretrained_cifar_resnet
 from asr_lit.prune import apply_masks, masks_of, prune_model
 from asr_lit.sites import find_sites, site_report
 
-get_method('asr')  # loads every method module, so that METHODS holds all registered methods
 torch.set_num_threads(1)  # on a shared 2-core machine one thread is several times faster than two contending ones
 N_CALIB = 16       # the engine's minimum (MIN_CALIB)
 

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch, torch.nn as nn, torch.nn.functional as F
 
-from asr_lit.engine import MIN_CALIB, get_method, repair
-from asr_lit.models import CifarResNet, load_checkpoint, save_checkpoint
+from asr_lit.engine import MIN_CALIB, repair
+from asr_lit.models import CifarResNet
+from asr_lit.checkpoints import load_checkpoint, save_checkpoint
 from asr_lit.prune import apply_masks, channel_masks, nm_masks, prune_model
 from asr_lit.sites import find_sites
 
-get_method('asr')
 torch.set_num_threads(1)
 
 

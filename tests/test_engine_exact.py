@@ -11,13 +11,17 @@ import torch, torch.nn as nn, torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 from _reference import naive_repair, stats64
 
-import asr_lit.engine as E
-from asr_lit.engine import (METHODS, ChannelStats, StreamingStats, channel_stats, register_method, repair,
-                            recalibrate_bn, clone_model)
-from asr_lit.channelwise import naive_rule, gamma_hat, dead_channels
-from asr_lit.asr import asr_rule
+import asr_lit.passes as P
+from asr_lit.engine import repair
+from asr_lit.methods import METHODS, register_method
+from asr_lit.stats import ChannelStats, StreamingStats, channel_stats
+from asr_lit.passes import recalibrate_bn
+from asr_lit.models import clone_model
+from asr_lit.rules.channelwise import naive_rule, gamma_hat, dead_channels
+from asr_lit.rules.asr import asr_rule
 from asr_lit.data import shared_dir
-from asr_lit.models import CifarDenseNet, BasicBlock, load_pretrained_cifar_resnet, tv_model
+from asr_lit.models import CifarDenseNet, BasicBlock, tv_model
+from asr_lit.checkpoints import load_pretrained_cifar_resnet
 from asr_lit.prune import prune_model
 from asr_lit.sites import batchnorms
 
@@ -52,7 +56,6 @@ def rel(a:dict, b:dict) -> float:
 
 
 def run(pruned, dense, x, method, **kw):
-    E._dense_cache.clear()                    # each schedule measures its own dense statistics
     model, rep = repair(pruned, dense, x, method, **kw)
     return model, rep
 
@@ -223,6 +226,30 @@ def test_staged_with_offloaded_store(densenet):
     dense, _, x = densenet
     a = recalibrate_bn(clone_model(dense), x)
     b = clone_model(dense)
-    with torch.no_grad(): E._drive(E._staged(b, E._trace(b), list(x.split(10)), True, x.device, 'cpu'))
+    with torch.no_grad(): P._drive(P._staged(b, P._trace(b), list(x.split(10)), True, x.device, 'cpu'))
     for m, n in zip(batchnorms(a).values(), batchnorms(b).values()):
         assert torch.allclose(m.running_var, n.running_var, rtol=1e-5, atol=1e-8)
+
+
+# --- the dense reference: a value, never a stale cache ---------------------------------------------------------
+
+def test_dense_reference_is_explicit_and_never_stale(densenet):
+    "A dense model changed in place between two repairs: the second repair sees the change; a given reference is reused."
+    from asr_lit.engine import dense_reference
+    dense, pruned, x = densenet
+    d = clone_model(dense)
+    _, r1 = repair(pruned, d, x, '_x_naive', site='bn')
+    ref = dense_reference(d, x)
+    _, r_ref = repair(pruned, d, x, '_x_naive', site='bn', reference=ref)
+    assert rel(r_ref.gains(), r1.gains()) < 1e-12                       # the same numbers as measuring inside repair
+    bn = batchnorms(d)[list(batchnorms(d))[-1]]
+    with torch.no_grad(): bn.weight.mul_(2)                             # the dense model changes in place
+    _, r2 = repair(pruned, d, x, '_x_naive', site='bn')
+    last = r1.channels.site.iloc[-1]
+    v1 = torch.tensor(r1.channels[r1.channels.site == last].dense_var.values)
+    v2 = torch.tensor(r2.channels[r2.channels.site == last].dense_var.values)
+    live = v1 > 1e-12
+    assert torch.allclose(v2[live] / v1[live], torch.full_like(v1[live], 4.), rtol=1e-6)   # the new dense variances
+    _, r3 = repair(pruned, d, x, '_x_naive', site='bn', reference=ref)   # the old reference, passed explicitly: old numbers
+    assert rel(r3.gains(), r1.gains()) < 1e-12
+    with pytest.raises(ValueError, match='shape'): repair(pruned, d, x[:16], '_x_naive', site='bn', reference=ref)

@@ -6,8 +6,8 @@ import pytest
 import torch, torch.nn as nn
 
 from asr_lit.data import shared_dir
-from asr_lit.models import (MODELS, PRETRAINED_CIFAR, BasicBlock, CifarResNet, Normalize, available_models,
-                            create_model, load_checkpoint, load_model, load_pretrained_cifar_resnet, save_checkpoint)
+from asr_lit.models import MODELS, BasicBlock, CifarResNet, Normalize, create_model
+from asr_lit.checkpoints import PRETRAINED_CIFAR, available_models, load_checkpoint, load_model, load_pretrained_cifar_resnet, save_checkpoint
 
 AKA = shared_dir()/'weights'/'cifar10-resnet-akamaster'
 needs_weights = pytest.mark.skipif(not any(AKA.glob('resnet20-*.th')), reason=f"no akamaster weights in {AKA}")

@@ -5,14 +5,16 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from asr_lit.data import calib_sample, synthetic
-from asr_lit.engine import METHODS, ChannelStats, get_method, recalibrate_bn, repair
+from asr_lit.engine import repair
+from asr_lit.methods import METHODS, get_method
+from asr_lit.stats import ChannelStats
+from asr_lit.passes import recalibrate_bn
 from asr_lit.evaluate import accuracy
 from asr_lit.prune import masks_of, prune_model
 
-get_method('asr')  # loads every method module
 torch.set_num_threads(1)
-from asr_lit.channelwise import gamma_hat
-from asr_lit.shrinkage import LAM_RULES
+from asr_lit.rules.channelwise import gamma_hat
+from asr_lit.rules.shrinkage import LAM_RULES
 
 PROPS = settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 ALL_METHODS = list(METHODS)
