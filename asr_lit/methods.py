@@ -38,6 +38,8 @@ METHODS:dict[str, Method] = {m.name: m for m in [
     Method('naive', naive_rule, 'block', 'before', 'naive channel-wise matching: gamma_hat = sqrt(v_d/v_p) per channel'),
     Method('mean_std', mean_std_rule, 'block', 'before', 'REPAIR-style per-channel mean and std matching'),
     Method('asr', asr_rule, 'block', 'before', 'ASR: s*gamma_hat + (1-s), s = v_p/(v_p+lambda), at block outputs after BN recalibration'),
+    Method('asr_rebuttal', partial(asr_rule, lam_rule='rebuttal'), 'block', 'before',
+           "ASR with the authors' rebuttal rule: lambda = the layer median of v_p, faded to the identity below 5% of it"),
     Method('corr', corr_rule, 'block', 'before', 'correlation-aware: MSE-optimal per-channel affine map, scale rho*gamma_hat, means matched'),
     Method('asr_corr', asr_corr_rule, 'block', 'before', 'ASR with the dense-pruned correlation rho as its shrinkage weight'),
     Method('lsq', None, None, 'none', 'least-squares reconstruction of the kept weights: the dense weights on the pruned input (BNs recalibrated in the same pass)',

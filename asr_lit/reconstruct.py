@@ -74,8 +74,9 @@ def masked_ridge_solve(G:Tensor, # (d, d) Gram of the inputs, float64
                        C:Tensor, # (d, k) cross-moment with the targets of `k` outputs
                        mask:Tensor, # (k, d) bool: the weights each output keeps (the pruning mask, never changed)
                        ridge:float=1e-3, # the ridge, relative to the mean diagonal of `G`
+                       prior:Tensor|None=None, # (k, d) weights the ridge pulls toward (default zero; reconstruction passes the dense weights)
                       ) -> tuple[Tensor, int]:
-    "Per output `o`: `w_S = (G_SS + lam I)^-1 C_S,o` on its kept set `S`, zero elsewhere; the (k, d) weights and how many solves needed a fallback."
+    "Per output `o`: `w_S = (G_SS + lam I)^-1 (C_S,o + lam prior_S,o)` on its kept set `S`, zero elsewhere; the (k, d) weights and how many solves needed a fallback."
     if ridge < 0: raise ValueError(f"ridge must be >= 0, got {ridge}")
     d = G.shape[0]
     lam = ridge * G.diagonal().mean().clamp_min(0)
@@ -84,7 +85,7 @@ def masked_ridge_solve(G:Tensor, # (d, d) Gram of the inputs, float64
     for o in range(mask.shape[0]):
         S = mask[o].nonzero().squeeze(1)
         if len(S) == 0: continue
-        A, b = G[S][:, S] + lam * eye[:len(S), :len(S)], C[S, o]
+        A, b = G[S][:, S] + lam * eye[:len(S), :len(S)], C[S, o] + (lam * prior[o, S] if prior is not None else 0)
         L, info = torch.linalg.cholesky_ex(A)
         if info == 0: W[o, S] = torch.cholesky_solve(b[:, None], L).squeeze(1)
         else: W[o, S] = torch.linalg.lstsq(A, b[:, None], driver='gelsd').solution.squeeze(1); fallbacks += 1  # singular: minimum norm
@@ -118,7 +119,7 @@ def reconstruct_layer(m:nn.Module, # the pruned layer, its kept weights rewritte
     for g, (G, Wd, M, Wp) in enumerate(zip(stats.G, _grouped(w_dense.double(), groups), _grouped(mask, groups),
                                           _grouped((w * mask).double(), groups))):
         C = (G if target == 'local' else stats.H[g]) @ Wd.T
-        W, fb = masked_ridge_solve(G, C, M, ridge)
+        W, fb = masked_ridge_solve(G, C, M, ridge, prior=Wd)
         info['fallbacks'] += fb; info['dead_inputs'] += int((G.diagonal() <= 0).sum())
         for key, E in (('err_before', Wp - Wd), ('err_after', W - Wd), ('ref', Wd)):
             info[key] += float(((E @ G) * E).sum())
@@ -198,5 +199,5 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
     report = pd.DataFrame(rows)
     bad = report[(report.dead_inputs > 0) | (report.fallbacks > 0)]
     if len(bad): warnings.warn(f"{len(bad)} layers have dead or constant inputs (first: {bad.layer.iloc[0]!r}, "
-                               f"{int(bad.dead_inputs.iloc[0])} dead); their weights on those inputs are set to zero")
+                               f"{int(bad.dead_inputs.iloc[0])} dead); their weights on those inputs keep their dense values")
     return model, report

@@ -4,11 +4,13 @@
 
 # %% ../../nbs/13_shrinkage.ipynb #41762fb7
 from __future__ import annotations
+import math
+from functools import partial
 import torch
 from ..stats import ChannelStats
 
 # %% auto #0
-__all__ = ['LAM_RULES', 'shrinkage', 'lam_median', 'lam_ratio_median', 'lam_empirical_bayes', 'get_lam_rule']
+__all__ = ['LAM_RULES', 'shrinkage', 'lam_median', 'lam_ratio_median', 'lam_empirical_bayes', 'lam_rebuttal', 'get_lam_rule']
 
 # %% ../../nbs/13_shrinkage.ipynb #e4bbadce
 def shrinkage(pruned_var:torch.Tensor, # (C,) pruned variance
@@ -51,7 +53,24 @@ def lam_empirical_bayes(dense:ChannelStats, pruned:ChannelStats) -> torch.Tensor
     if tau2 <= 0: tau2 = y.mean() * 1e-3                                # noise explains everything: shrink hard
     return c / tau2
 
-LAM_RULES = dict(median=lam_median, ratio_median=lam_ratio_median, empirical_bayes=lam_empirical_bayes)
+def lam_rebuttal(dense:ChannelStats, pruned:ChannelStats,
+                 cut:float=0.05, # channels with v_p below `cut` x the layer median are driven toward the identity
+                 ramp:str='linear', # 'linear': the extra factor rises from 0 at v_p = 0 to 1 at the cut; 'step': 0 below, 1 above
+                ) -> torch.Tensor:
+    """The authors' rebuttal, read literally: s_i = v_p,i/(v_p,i + median(v_p)) * t_i, where the soft term t_i drives the
+    correction toward the identity for channels below `cut` x median; returned as the per-channel lambda with that s."""
+    if ramp not in ('linear', 'step'): raise ValueError(f"ramp must be 'linear' or 'step', got {ramp!r}")
+    v = pruned.var
+    med = v.median()
+    thr = cut * med
+    t = (v / thr.clamp_min(1e-300)).clamp(0, 1) if ramp == 'linear' else (v >= thr).to(v.dtype)
+    lam = torch.full_like(v, math.inf)
+    ok = t > 0
+    lam[ok] = (v[ok] + med) / t[ok] - v[ok]        # s = v/(v + lam) = t * v/(v + med)
+    return lam
+
+LAM_RULES = dict(median=lam_median, ratio_median=lam_ratio_median, empirical_bayes=lam_empirical_bayes,
+                 rebuttal=lam_rebuttal, rebuttal_step=partial(lam_rebuttal, ramp='step'))
 
 def get_lam_rule(name:str):
     "The lambda rule called `name` (a key of `LAM_RULES`)."
