@@ -174,6 +174,7 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
                     recal:bool=True, # recalibrate each BatchNorm from its (reconstructed) input as the pass reaches it
                     dense_recal:bool=True, # the dense reference (target 'dense') with its BatchNorms recalibrated on `calib` too
                     mem_mb:float=64., # im2col memory per step when accumulating a Gram
+                    max_fan_in:int=8192, # wider layers (a float64 Gram of more than 0.5 GB) keep their pruned weights: see the report
                    ) -> tuple[nn.Module, pd.DataFrame]:
     "Sequential least-squares reconstruction of the pruned layers in one forward pass (plus a dense one for target 'dense'); the model and a per-layer report."
     if target not in TARGETS: raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -187,9 +188,13 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
     rows = []
     def pre(m, inp, name):
         xd = partner.next(name) if partner is not None else None
+        fan = m.weight[0].numel()
+        if fan > max_fan_in:   # the documented fallback for layers too wide for a dense Gram: left as pruned
+            if partner is not None: partner.release()
+            rows.append(dict(layer=name, fan_in=fan, rows=0, skipped=True)); return
         stats = GramStats().add(m, inp[0], xd, mem_mb)
         if partner is not None: partner.release()
-        rows.append(dict(layer=name, fan_in=stats.G[0].shape[0], rows=stats.n, **reconstruct_layer(m, stats, wd[name], target, ridge)))
+        rows.append(dict(layer=name, fan_in=stats.G[0].shape[0], rows=stats.n, skipped=False, **reconstruct_layer(m, stats, wd[name], target, ridge)))
     hooks = [model.get_submodule(n).register_forward_pre_hook(partial(pre, name=n), prepend=True) for n in names]
     try:
         with torch.no_grad(), _BNRecal(model, recal and bool(batchnorms(model))): model(calib)
@@ -197,6 +202,7 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
         for h in hooks: h.remove()
         if partner is not None: partner.close()
     report = pd.DataFrame(rows)
+    for k in ('fallbacks', 'dead_inputs'): report[k] = report.get(k, pd.Series(0, index=report.index)).fillna(0).astype(int)
     bad = report[(report.dead_inputs > 0) | (report.fallbacks > 0)]
     if len(bad): warnings.warn(f"{len(bad)} layers have dead or constant inputs (first: {bad.layer.iloc[0]!r}, "
                                f"{int(bad.dead_inputs.iloc[0])} dead); their weights on those inputs keep their dense values")
