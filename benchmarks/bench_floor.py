@@ -16,10 +16,10 @@ Each timing is the median of `--repeats` runs after a warm-up.
 import argparse, copy, statistics, time
 import torch, torch.nn as nn
 from torch.optim.swa_utils import update_bn
-from asr_lit.models import load_model
+from asr_lit.checkpoints import load_model
 from asr_lit.prune import prune_model
 from asr_lit.data import cifar10, calib_sample, stratified_subset
-from asr_lit.engine import recalibrate_bn
+from asr_lit.passes import recalibrate_bn
 
 def timed(f, repeats):
     f()

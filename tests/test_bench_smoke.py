@@ -29,3 +29,15 @@ def test_bench_train_smoke(tmp_path):
     text = out.read_text()
     for s in ('bench_train', 'native bf16', 'resnet20        fp32', 'resnet20        bf16', 'trainer at', 'of the bare bf16 step'):
         assert s in text, (s, text)
+
+
+@pytest.mark.skipif(not any(AKA.glob('resnet20-*.th')), reason=f"no akamaster weights in {AKA}")
+def test_bench_floor_smoke(tmp_path):
+    out = tmp_path / 'floor.txt'
+    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_floor.py'), '--models', 'resnet20', '--n', '32',
+                        '--n-test', '100', '--chunk', '16', '--repeats', '1', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    for s in ('eval NCHW fp32', 'eval channels_last bf16', 'torch update_bn', 'goal:'):
+        assert s in text, (s, text)
