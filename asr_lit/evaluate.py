@@ -10,7 +10,7 @@ from fastprogress.fastprogress import progress_bar
 from .utils import default_device, maybe_progress
 
 # %% auto #0
-__all__ = ['predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate']
+__all__ = ['predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate', 'run_grid']
 
 # %% ../nbs/05_evaluate.ipynb #ff211d7c
 def predict(model:nn.Module, # the network (put in eval mode)
@@ -68,20 +68,23 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     dense = dense.to(device).eval()
     dense_acc = accuracy(dense, test_set, device=device, progress=False)
     runs = [(s, sd, m) for s in sparsities for sd in seeds for m in methods]
-    rows, pruned_cache, calib_cache = [], {}, {}
+    rows, pruned_cache, calib_cache, unrepaired = [], {}, {}, {}
     ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule') if k in repair_opts}
     for s, sd, m in maybe_progress(runs, progress):
         if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind)}
         if sd not in calib_cache:   # one calibration draw, one dense reference, for every sparsity and method
             calib = calib_sample(train_set, n_calib, seed=sd)
-            calib_cache = {sd: (calib, dense_reference(dense, calib, device=device, **ref_opts))}
+            calib_cache[sd] = (calib, dense_reference(dense, calib, device=device, **ref_opts))
         t0 = time.perf_counter()
         calib, ref = calib_cache[sd]
-        model, rep = repair(pruned_cache[s], dense, calib, m, device=device, reference=ref, **repair_opts)
+        if m == 'none' and s in unrepaired: acc = unrepaired[s]   # no repair: the same pruned model for every draw
+        else:
+            model, rep = repair(pruned_cache[s], dense, calib, m, device=device, reference=ref, **repair_opts)
+            acc = accuracy(model, test_set, device=device, progress=False)
+            if m == 'none': unrepaired[s] = acc
         secs = time.perf_counter() - t0
         rows.append(dict(sparsity=s, kind=kind, method=m, seed=sd, n_calib=n_calib, n_test=len(test_set),
-                         dense_acc=dense_acc, acc=accuracy(model, test_set, device=device, progress=False),
-                         repair_s=round(secs, 3), device=str(device)))
+                         dense_acc=dense_acc, acc=acc, repair_s=round(secs, 3), device=str(device)))
     return pd.DataFrame(rows)
 
 def accuracy_table(runs:pd.DataFrame, # rows from `compare_methods`
@@ -106,3 +109,30 @@ def ablate(dense, train_set, test_set, # the dense model, the training split (ca
     for name, kw in variants.items():
         out.append(compare_methods(dense, train_set, test_set, **{**common, **kw}).assign(variant=name))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/05_evaluate.ipynb #a1f0c002
+def run_grid(nets:dict, # label -> model, or a function of no arguments that returns one (called only if it has work)
+             train_set, test_set, # the training split (calibration draws) and the test set
+             sparsities, methods, seeds, # the grid (see `compare_methods`)
+             n_calib:int=1024, # calibration images per draw
+             csv=None, # a CSV path: rows already there are kept and skipped, new rows appended group by group
+             budget_min:float=math.inf, # stop starting new groups after this many minutes (rerun to continue)
+             **opts, # passed to `compare_methods` (kind=, device=, repair options)
+            ) -> pd.DataFrame:
+    "Rows of `compare_methods` for every (net, sparsity, draw, method), resumed from `csv` and appended to it as measured; column `net` is the label."
+    from pathlib import Path
+    csv = Path(csv) if csv is not None else None
+    old = pd.read_csv(csv) if csv is not None and csv.is_file() else pd.DataFrame(columns=['net', 'sparsity', 'seed', 'method'])
+    done, rows, t0, new = set(zip(old.net, old.sparsity.round(4), old.seed, old.method)), [old] if len(old) else [], time.time(), 0
+    for label, net in nets.items():
+        todo = {(s, sd): [m for m in methods if (label, round(s, 4), sd, m) not in done] for s in sparsities for sd in seeds}
+        todo = {k: v for k, v in todo.items() if v}
+        if not todo: continue
+        dense = net() if callable(net) and not isinstance(net, nn.Module) else net
+        for (s, sd), ms in todo.items():
+            if new and (time.time() - t0) / 60 >= budget_min:   # every call measures at least one group
+                print(f"time budget of {budget_min} min reached: run again to continue"); return pd.concat(rows, ignore_index=True)
+            r = compare_methods(dense, train_set, test_set, (s,), ms, (sd,), n_calib, progress=False, **opts).assign(net=label)
+            if csv is not None: r.to_csv(csv, mode='a', header=not csv.is_file(), index=False)
+            rows.append(r); new += 1
+    return pd.concat(rows, ignore_index=True) if rows else old

@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_reconstruction.ipynb #174b0aef
 from __future__ import annotations
-import queue, threading, warnings
+import math, queue, threading, warnings
 from functools import partial
 import pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -49,15 +49,23 @@ class GramStats:
             x:Tensor, # one chunk of its input in the pruned model
             xd:Tensor|None=None, # the same images' input in the dense model (for `target='dense'`); always or never given
             mem_mb:float=64., # im2col memory per step: images are unfolded this many MB at a time
+            max_rows:int|None=None, # at most about this many rows (images x positions) from this call: positions subsampled
+            seed:int=0, # the subsample's random positions (the same for the pruned and dense inputs)
            ) -> GramStats:
-        "Add a chunk of inputs: float32 products per step, summed in float64."
+        "Add a chunk of inputs: float32 products per step, summed in float64; every row, or a seeded subsample of positions."
         if self.paired is None: self.paired = xd is not None
         if self.paired != (xd is not None): raise ValueError("give a dense input with every chunk or with none")
+        if max_rows is not None and max_rows < 1: raise ValueError(f"max_rows must be a positive number of rows or None, got {max_rows}")
         per = max(_f32(x[:1]).numel() * _fan(m) // max(x.shape[1], 1), 1) * 4 / 2**20   # MB of im2col per image
         step = max(1, int(mem_mb // max(per, 1e-9)))
+        gen = torch.Generator().manual_seed(seed)
         for i in range(0, len(x), step):
             U = _cols(m, _f32(x[i:i+step]))
             Ud = _cols(m, _f32(xd[i:i+step])) if self.paired else [None]*len(U)
+            L, total = U[0].shape[2], len(x) * U[0].shape[2] * U[0].shape[0] / len(x[i:i+step])   # rows of this step, of the call
+            if max_rows is not None and total > max_rows:   # the same random positions in every image of this step
+                idx = torch.randperm(L, generator=gen)[:max(1, math.ceil(L * max_rows / total))].sort().values
+                U, Ud = [u[:, :, idx] for u in U], [u[:, :, idx] if u is not None else None for u in Ud]
             g = [_xxt(u, u) for u in U]
             self.G = g if self.G is None else [a + b for a, b in zip(self.G, g)]
             if self.paired:
@@ -175,6 +183,7 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
                     dense_recal:bool=True, # the dense reference (target 'dense') with its BatchNorms recalibrated on `calib` too
                     mem_mb:float=64., # im2col memory per step when accumulating a Gram
                     max_fan_in:int=8192, # wider layers (a float64 Gram of more than 0.5 GB) keep their pruned weights: see the report
+                    rows_per_weight:int|None=None, # None: every row (exact); else at most this many rows per input weight (`fan_in`) of a layer, positions subsampled
                    ) -> tuple[nn.Module, pd.DataFrame]:
     "Sequential least-squares reconstruction of the pruned layers in one forward pass (plus a dense one for target 'dense'); the model and a per-layer report."
     if target not in TARGETS: raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -192,7 +201,7 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
         if fan > max_fan_in:   # the documented fallback for layers too wide for a dense Gram: left as pruned
             if partner is not None: partner.release()
             rows.append(dict(layer=name, fan_in=fan, rows=0, skipped=True)); return
-        stats = GramStats().add(m, inp[0], xd, mem_mb)
+        stats = GramStats().add(m, inp[0], xd, mem_mb, None if rows_per_weight is None else rows_per_weight * fan)
         if partner is not None: partner.release()
         rows.append(dict(layer=name, fan_in=stats.G[0].shape[0], rows=stats.n, skipped=False, **reconstruct_layer(m, stats, wd[name], target, ridge)))
     hooks = [model.get_submodule(n).register_forward_pre_hook(partial(pre, name=n), prepend=True) for n in names]
