@@ -99,8 +99,9 @@ class DenseReference:
     calib_shape:tuple # shape of the calibration batch it was measured on
     dense_recal:bool # whether the dense BatchNorms were recalibrated on that batch first
     schedule:str='' # how the batch went through the dense model
+    precision:str='fp32' # the precision of that pass ('fp32' or 'bf16')
 
-    def at(self, names:list[str], calib:torch.Tensor, dense_recal:bool, device) -> dict[str, ChannelStats]:
+    def at(self, names:list[str], calib:torch.Tensor, dense_recal:bool, device, precision:str='fp32') -> dict[str, ChannelStats]:
         "The statistics at the sites `names`, on `device`; an error if they were measured for another batch or setting."
         if tuple(calib.shape) != tuple(self.calib_shape):
             raise ValueError(f"the dense reference was measured on a calibration batch of shape {tuple(self.calib_shape)}, "
@@ -108,6 +109,9 @@ class DenseReference:
         if dense_recal != self.dense_recal:
             raise ValueError(f"the dense reference was measured with dense_recal={self.dense_recal}; repair with the same, "
                              "or measure another reference")
+        if precision != self.precision:
+            raise ValueError(f"the dense reference was measured in {self.precision}, not {precision}: repair with "
+                             f"precision={self.precision!r}, or measure another reference")
         missing = [n for n in names if n not in self.stats]
         if missing: raise ValueError(f"the dense reference has no statistics at site {missing[0]!r}; measure it at this site kind")
         return {n: _on(self.stats[n], device) for n in names}
@@ -128,6 +132,8 @@ def dense_reference(dense:nn.Module, # the dense network (never modified)
                     max_batch:int|None=None, # stream the batch in chunks of at most this many images (see `repair`)
                     mem_budget_mb:float|None=None, # activation memory the pass may use, in MB
                     schedule:str|None=None, # force 'one pass', 'staged' or 'replay'
+                    channels_last:bool=True, # run the pass in the channels_last memory format (see `repair`)
+                    precision:str='fp32', # 'bf16': the pass under bf16 autocast (see `repair`)
                    ) -> DenseReference:
     "Measure the dense model at its sites on `calib`, once: the reference `repair` compares every pruned model with."
     calib = check_calib(calib)
@@ -137,10 +143,10 @@ def dense_reference(dense:nn.Module, # the dense network (never modified)
     calib = calib.to(device, next(dense.parameters()).dtype)
     names = _site_names(model, SITE_KINDS if site is None else ((site,) if isinstance(site, str) else tuple(site)), site is not None)
     dense_recal = dense_recal and bool(batchnorms(model))
-    plan = _plan(model, calib, max_batch, mem_budget_mb, schedule, False, device, names)
+    plan = _plan(model, calib, max_batch, mem_budget_mb, schedule, False, device, names, channels_last, precision)
     col = _Collect()
     run_pass(model, calib, plan, names, col, dense_recal)
-    return DenseReference(col.stats(), tuple(calib.shape), dense_recal, plan.describe(len(calib)))
+    return DenseReference(col.stats(), tuple(calib.shape), dense_recal, plan.describe(len(calib)), precision)
 
 def dense_site_stats(dense:nn.Module, # the reference network (not modified)
                      sites:list[Site], # sites, named as in `dense`
@@ -228,7 +234,9 @@ def repair(pruned:nn.Module, # the pruned network (not modified: a repaired copy
            device=None, # where to run (default: where the pruned model's parameters are)
            max_batch:int|None=None, # stream the calibration batch in chunks of at most this many images (None: as the budget allows)
            mem_budget_mb:float|None=None, # activation memory the repair may use, in MB (None: 70% of what is available now)
-           schedule:str|None=None, # force 'one pass', 'staged' or 'replay' (None: chosen from `max_batch` and the budget)
+           schedule:str|None=None, # force 'one pass', 'staged' or 'replay' (None: the fastest exact one for the device that fits `max_batch` and the budget)
+           channels_last:bool=True, # run the passes in the channels_last memory format (exact: float32 either way; the repaired model keeps its own format)
+           precision:str='fp32', # 'bf16': the passes under bf16 autocast (faster on a CPU with native bf16; not exact: statistics still accumulated in float64)
            **opts, # options for the rule (e.g. `lam_rule='median'` for ASR)
           ) -> tuple[nn.Module, RepairReport]:
     "Repair `pruned` against `dense` on `calib` with `method`; returns the repaired copy and a report."
@@ -255,10 +263,10 @@ def repair(pruned:nn.Module, # the pruned network (not modified: a repaired copy
     names = [s.name for s in sites]
     pairs = bool(sites) and bool(getattr(m.rule, 'needs_pairs', False))
     if sites: wrap_sites(model, sites)
-    plan = (_plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, names) if (sites or recal != 'none')
+    plan = (_plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, names, channels_last, precision) if (sites or recal != 'none')
             else _Plan('one pass', len(calib)))
     dense_recal = dense_recal and bool(batchnorms(dense))
-    sink = _Correct(model, m.rule, opts, reference.at(names, calib, dense_recal, device) if (reference is not None and sites) else None)
+    sink = _Correct(model, m.rule, opts, reference.at(names, calib, dense_recal, device, precision) if (reference is not None and sites) else None)
     if sites: _repair_pass(model, dense, names, calib, plan, recal == 'before', dense_recal, sink, pairs, device)
     if recal == 'after' or (recal == 'before' and not sites): _recal_pass(model, calib, plan)
     if fold: fold_corrections(model)

@@ -8,6 +8,7 @@ import math
 import torch, torch.nn as nn
 from fastprogress.fastprogress import progress_bar
 from .utils import default_device, maybe_progress
+from .passes import _check_format
 
 # %% auto #0
 __all__ = ['predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate', 'run_grid']
@@ -18,14 +19,19 @@ def predict(model:nn.Module, # the network (put in eval mode)
             batch_size:int=500, # images per forward pass
             device=None, # where to run (default: CUDA when present)
             progress:bool|None=None, # draw a progress bar (default: on, except under tests)
+            channels_last:bool=True, # feed the images in the channels_last memory format (float32 either way; see below)
+            precision:str='fp32', # 'bf16': forward passes under bf16 autocast (faster, not exact)
            ) -> torch.Tensor:
     "Predicted class indices for `x`, computed in batches."
-    device = device or default_device()
+    _check_format(channels_last, precision)
+    device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
     preds = []
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
         for i in maybe_progress(range(0, len(x), batch_size), progress, leave=False):
-            preds.append(model(x[i:i+batch_size].to(device)).argmax(1).cpu())
+            xb = x[i:i+batch_size].to(device)
+            if channels_last and xb.dim() == 4: xb = xb.contiguous(memory_format=torch.channels_last)
+            preds.append(model(xb).argmax(1).cpu())
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
 
 def accuracy(model:nn.Module, # the network
@@ -33,12 +39,14 @@ def accuracy(model:nn.Module, # the network
              batch_size:int=500, # images per forward pass
              device=None, # where to run (default: CUDA when present)
              progress:bool|None=None, # draw a progress bar (default: on, except under tests)
+             channels_last:bool=True, # feed the images in the channels_last memory format (see `predict`)
+             precision:str='fp32', # 'bf16': forward passes under bf16 autocast (faster, not exact)
             ) -> float:
     "Top-1 accuracy (a fraction in [0, 1]) of `model` on `data`."
     x, y = (data.floats(), data.y) if hasattr(data, 'floats') else data
     if len(x) == 0: raise ValueError("cannot measure accuracy on an empty test set")
     if len(x) != len(y): raise ValueError(f"{len(x)} images but {len(y)} labels")
-    return (predict(model, x, batch_size, device, progress) == y.cpu()).float().mean().item()
+    return (predict(model, x, batch_size, device, progress, channels_last, precision) == y.cpu()).float().mean().item()
 
 # %% ../nbs/05_evaluate.ipynb #3d62c997
 import time
@@ -69,7 +77,7 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     dense_acc = accuracy(dense, test_set, device=device, progress=False)
     runs = [(s, sd, m) for s in sparsities for sd in seeds for m in methods]
     rows, pruned_cache, calib_cache, unrepaired = [], {}, {}, {}
-    ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule') if k in repair_opts}
+    ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule', 'channels_last', 'precision') if k in repair_opts}
     for s, sd, m in maybe_progress(runs, progress):
         if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind)}
         if sd not in calib_cache:   # one calibration draw, one dense reference, for every sparsity and method

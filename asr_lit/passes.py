@@ -12,7 +12,7 @@ from .stats import ChannelStats, StreamingStats, channel_stats
 from .corrections import ChannelAffine, Corrected, _apply_inplace
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'run_pass', 'recalibrate_bn']
+__all__ = ['SCHEDULES', 'PRECISIONS', 'CACHE_SHARE', 'MIN_CHUNK', 'run_pass', 'recalibrate_bn']
 
 # %% ../nbs/03c_passes.ipynb #04277c89
 def _get(model, name): return model.get_submodule(name) if name else model
@@ -211,6 +211,8 @@ def _one_pass(model, x, recal, sites, sink=None, partners=None):
         for w in wrappers: w.on_output = None
 
 # %% ../nbs/03c_passes.ipynb #978d5460
+PRECISIONS = ('fp32', 'bf16')
+
 @dataclass
 class _Plan:
     kind:str             # one of SCHEDULES
@@ -219,12 +221,26 @@ class _Plan:
     need_mb:float=math.nan
     budget_mb:float=math.nan
     traced:bool=True
-    def chunks(self, x): return [x] if self.kind == 'one pass' else list(x.split(self.chunk))
+    channels_last:bool=False  # images (so every activation) in the channels_last memory format
+    precision:str='fp32'      # 'bf16': forward passes under bf16 autocast (statistics still accumulated in float64)
+    why:str=''                # how the chunk size was chosen, when the plan chose it for speed
+    def images(self, x):
+        "`x` in the plan's memory format."
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+    def chunks(self, x):
+        x = self.images(x)
+        return [x] if self.kind == 'one pass' else list(x.split(self.chunk))
+    def autocast(self, device):
+        "The plan's precision as a context: bf16 autocast, or nothing."
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=self.precision == 'bf16')
     def describe(self, n):
         k = math.ceil(n / self.chunk)
         s = f"one pass over {n} images" if self.kind == 'one pass' else f"{self.kind}: {k} chunks of up to {self.chunk} images"
         if self.kind == 'staged' and self.store is not None: s += f", cached activations in {self.store} memory"
         if self.kind == 'replay' and not self.traced: s += " (the model does not trace with torch.fx)"
+        if self.why: s += f" ({self.why})"
+        if not self.channels_last or self.precision != 'fp32':
+            s += f"; {'channels_last' if self.channels_last else 'NCHW'} {self.precision}"
         if not math.isnan(self.need_mb): s += f"; estimated activation memory {self.need_mb:.0f} MB of a {self.budget_mb:.0f} MB budget"
         return s
 
@@ -238,6 +254,25 @@ def _available_mb(device) -> float:
                 if line.startswith('MemAvailable:'): return int(line.split()[1]) / 1024
     except OSError: pass
     return math.inf
+
+def _llc_bytes() -> int:
+    "The size of the CPU's largest cache in bytes (Linux sysfs, cpu0); 32 MiB where it cannot be read."
+    import glob
+    best = 0
+    for p in glob.glob('/sys/devices/system/cpu/cpu0/cache/index*/size'):
+        try:
+            with open(p) as f: s = f.read().strip().upper()
+            best = max(best, int(s.rstrip('KMG')) * {'K': 2**10, 'M': 2**20, 'G': 2**30}.get(s[-1:], 1))
+        except (OSError, ValueError): pass
+    return best or 32 * 2**20
+
+CACHE_SHARE = 4   # on the CPU, a chunk's largest activation takes at most 1/CACHE_SHARE of the last-level cache
+MIN_CHUNK = 32    # ... but a chunk has at least this many images (a floor on the per-chunk overhead)
+
+def _cache_chunk(step_bytes:float, n:int) -> int:
+    "Images per chunk on the CPU: the most whose largest single activation fits in `1/CACHE_SHARE` of the last-level cache."
+    c = int(_llc_bytes() // (CACHE_SHARE * step_bytes)) if step_bytes > 0 else n
+    return max(min(MIN_CHUNK, n), min(c, n))
 
 def _mem_profile(model, graph, x, sites):
     "Bytes per image a pass of `model` holds: 'frontier' (alive at once, widest point), 'step' (largest activation), 'sites'."
@@ -256,15 +291,22 @@ def _mem_profile(model, graph, x, sites):
             p.update(frontier=3 * max(sizes, default=0), step=max(sizes, default=0))
     return {k: p.get(k, 0) / len(x) for k in ('frontier', 'step', 'sites')}
 
-def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites) -> _Plan:
-    "The schedule for a pass of `model` over `calib`: forced, or the cheapest that fits the memory budget."
+def _check_format(channels_last, precision):
+    if not isinstance(channels_last, bool): raise ValueError(f"channels_last must be True or False, got {channels_last!r}")
+    if precision not in PRECISIONS: raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+
+def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites, channels_last=True, precision='fp32') -> _Plan:
+    """The schedule for a pass of `model` over `calib`: forced; else, on the CPU, staged in cache-sized chunks when
+    that fits the memory budget (the fastest there); else the cheapest that fits the budget."""
     N = len(calib)
     if schedule is not None and schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES} (or None to choose from the memory budget)")
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES} (or None to choose from speed and the memory budget)")
     if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
         raise ValueError(f"max_batch must be a positive number of images, got {max_batch!r}")
+    _check_format(channels_last, precision)
+    fmt = dict(channels_last=channels_last, precision=precision)
     if schedule == 'one pass' or (schedule is None and mem_budget_mb is None and max_batch is not None and max_batch >= N):
-        return _Plan('one pass', N)
+        return _Plan('one pass', N, **fmt)
     graph = _trace(model, sites)
     if schedule == 'staged' and graph is None:
         raise ValueError("schedule='staged' needs a model that traces with torch.fx, and this one does not; use schedule='replay'")
@@ -272,12 +314,21 @@ def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites
     prof = {k: v / 2**20 for k, v in _mem_profile(model, graph, calib[:2], sites).items()}   # MB per image
     f, s, st, k = prof['frontier'], prof['step'], prof['sites'], (2 if pairs else 1)
     one = N * (f + s) + (N * st if pairs else 0)
-    if schedule is None and (max_batch is None or max_batch >= N) and one <= budget: return _Plan('one pass', N, None, one, budget)
     bad = [n for n,m in batchnorms(model).items() if m.running_mean is None]
+    cuda = torch.device(device).type == 'cuda'
+    if schedule is None and max_batch is None and not cuda:       # the CPU: chunks that stay in the cache are fastest
+        c = _cache_chunk(s * 2**20, N)
+        if c >= N and one <= budget: return _Plan('one pass', N, None, one, budget, **fmt)
+        if c < N and graph is not None and not bad:
+            c = math.ceil(N / math.ceil(N / c))                           # even chunks
+            need = k * N * f + c * k * 3 * s
+            if need <= budget:
+                why = f"chunk sized for the cache: its largest activation {c * s:.2g} MB <= 1/{CACHE_SHARE} of {_llc_bytes() / 2**20:.0f} MB"
+                return _Plan('staged', c, None, need, budget, True, why=why, **fmt)
+    if schedule is None and (max_batch is None or max_batch >= N) and one <= budget: return _Plan('one pass', N, None, one, budget, **fmt)
     if bad: raise ValueError(f"BatchNorm {bad[0]!r} normalises with the statistics of each batch (track_running_stats=False): "
                              "streaming the calibration set in chunks would change what it computes; repair in one pass "
                              "(schedule='one pass') or give it running statistics")
-    cuda = torch.device(device).type == 'cuda'
     if schedule is not None: kinds = [schedule]
     elif graph is not None and (cuda or max_batch is not None): kinds = ['staged', 'replay']
     else: kinds = ['replay']          # on the CPU the staged cache lives in the same memory: no saving on one pass
@@ -291,7 +342,7 @@ def _plan(model, calib, max_batch, mem_budget_mb, schedule, pairs, device, sites
         c = min(c, N)
         if c >= 1 and (cached + c * per <= budget or schedule is not None or (max_batch is not None and kind == kinds[-1])):
             c = math.ceil(N / math.ceil(N / c))                           # even chunks
-            return _Plan(kind, c, store, cached + c * per, budget, graph is not None)
+            return _Plan(kind, c, store, cached + c * per, budget, graph is not None, **fmt)
     raise ValueError(f"mem_budget_mb={budget:.3g} is too small for this model: one image needs about {k * (f + s):.2g} MB "
                      "even when the calibration set is replayed image by image; raise the budget")
 
@@ -304,7 +355,7 @@ class _Keep:
 
 def run_pass(model:nn.Module, # the network (with `recal`, its BatchNorms are recalibrated in place)
              calib:torch.Tensor, # calibration images, on the model's device
-             plan:_Plan, # the schedule (from `_plan`)
+             plan:_Plan, # the schedule (from `_plan`), with the memory format and precision of the pass
              sites:list[str], # site names: each one's output goes to `sink`
              sink, # `sink.observe(name, out, partner_out)` for every chunk, then `sink.done(name)`, before the pass goes past the site
              recal:bool=False, # recalibrate every BatchNorm on `calib` as the pass reaches it
@@ -315,15 +366,19 @@ def run_pass(model:nn.Module, # the network (with `recal`, its BatchNorms are re
     (with the partner's output for the same images). The one function a schedule choice lives in: a sink sees
     the same calls, in the same order, whatever the schedule."""
     chunks = plan.chunks(calib)
+    with plan.autocast(calib.device): _run(model, chunks, plan, sites, sink, recal, partner, partner_recal)
+
+def _run(model, chunks, plan, sites, sink, recal, partner, partner_recal):
     if plan.kind == 'one pass':
         kept = None
         if partner is not None:
-            keep = _Keep(); _one_pass(partner, calib, partner_recal, sites, keep); kept = keep.kept
-        _one_pass(model, calib, recal, sites, sink, partners=kept)
+            keep = _Keep(); _one_pass(partner, chunks[0], partner_recal, sites, keep); kept = keep.kept
+        _one_pass(model, chunks[0], recal, sites, sink, partners=kept)
     elif plan.kind == 'staged':
         with torch.no_grad():
-            gen = _staged(model, _trace(model, sites), chunks, recal, calib.device, plan.store)
-            pgen = None if partner is None else _staged(partner, _trace(partner, sites), chunks, partner_recal, calib.device, plan.store)
+            device = chunks[0].device
+            gen = _staged(model, _trace(model, sites), chunks, recal, device, plan.store)
+            pgen = None if partner is None else _staged(partner, _trace(partner, sites), chunks, partner_recal, device, plan.store)
             def on_site(name, outs):
                 pouts = [None] * len(outs)
                 if pgen is not None:
@@ -354,17 +409,17 @@ class _Collect:
 def recalibrate_bn(model:nn.Module, # network whose BatchNorm statistics are recomputed (in place)
                    calib:torch.Tensor, # calibration images (N, C, H, W), float in [0, 1]
                    max_batch:int|None=None, # stream the batch in chunks of at most this many images (see `repair`)
-                   mem_budget_mb:float|None=None, # activation memory it may use; given, the schedule is chosen from it
-                   schedule:str|None=None, # force 'one pass', 'staged' or 'replay'
+                   mem_budget_mb:float|None=None, # activation memory it may use (None: 70% of what is available now)
+                   schedule:str|None=None, # force 'one pass', 'staged' or 'replay' (None: the fastest that fits, see `_plan`)
+                   channels_last:bool=True, # run the pass in the channels_last memory format (exact: fp32 either way)
+                   precision:str='fp32', # 'bf16': the pass under bf16 autocast (faster, not exact; statistics still in float64)
                   ) -> nn.Module:
     "Recompute all BatchNorm running statistics on `calib`, in one pass or streamed exactly in chunks (BN-only recalibration, in place)."
     if not batchnorms(model): raise ValueError(_NO_BN)
     model.eval()
     device = next(model.parameters()).device
     calib = calib.to(device)
-    plan = (_Plan('one pass', len(calib)) if max_batch is None and mem_budget_mb is None and schedule is None else
-            _plan(model, calib, max_batch, mem_budget_mb, schedule, False, device, []))
-    _recal_pass(model, calib, plan)
+    _recal_pass(model, calib, _plan(model, calib, max_batch, mem_budget_mb, schedule, False, device, [], channels_last, precision))
     return model
 
 _NO_BN = ("the model has no BatchNorm layers, but this method recalibrates BatchNorm statistics; "
@@ -373,7 +428,8 @@ _NO_BN = ("the model has no BatchNorm layers, but this method recalibrates Batch
 def _recal_pass(model, calib, plan):
     "Recalibrate every BatchNorm of `model` on `calib` with `plan`'s schedule."
     chunks = plan.chunks(calib)
-    if plan.kind == 'one pass': _one_pass(model, calib, True, [])
-    elif plan.kind == 'staged':
-        with torch.no_grad(): _drive(_staged(model, _trace(model), chunks, True, calib.device, plan.store))
-    else: _replay(model, chunks, _barrier_order(model, chunks[0], True, []))
+    with plan.autocast(calib.device):
+        if plan.kind == 'one pass': _one_pass(model, chunks[0], True, [])
+        elif plan.kind == 'staged':
+            with torch.no_grad(): _drive(_staged(model, _trace(model), chunks, True, calib.device, plan.store))
+        else: _replay(model, chunks, _barrier_order(model, chunks[0], True, []))

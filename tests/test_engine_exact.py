@@ -102,10 +102,28 @@ def test_resnet56_asr_one_pass_staged_naive(resnet56):
     m1, r1 = run(pruned, dense, x, '_x_asr')
     m2, r2 = run(pruned, dense, x, '_x_asr', max_batch=12)
     m3, g3, _ = naive_repair(pruned, dense, x, asr_rule, stop_early=True)
+    m4, r4 = run(pruned, dense, x, '_x_asr', channels_last=False)
+    m5, r5 = run(pruned, dense, x, '_x_asr', max_batch=12, channels_last=False)
     assert r1.schedule.startswith('one pass') and r2.schedule.startswith('staged: 3 chunks'), (r1.schedule, r2.schedule)
+    assert 'NCHW fp32' in r4.schedule and 'NCHW fp32' in r5.schedule and 'NCHW' not in r1.schedule
     assert len(g3) == 27
-    assert rel(r1.gains(), g3) < TOL and rel(r2.gains(), g3) < TOL, (rel(r1.gains(), g3), rel(r2.gains(), g3))
-    out_close(m1, m3, x[:8]); out_close(m2, m3, x[:8])
+    for r in (r1, r2, r4, r5): assert rel(r.gains(), g3) < TOL, (r.schedule, rel(r.gains(), g3))
+    for m in (m1, m2, m4, m5): out_close(m, m3, x[:8])
+    assert m1.conv1.weight.is_contiguous()                 # the repaired model keeps the NCHW format of its parameters
+
+
+@needs_weights
+def test_resnet56_bf16_option(resnet56):
+    "bf16 passes: gains near the fp32 ones (not equal), statistics still float64; a reference in the other precision is refused."
+    from asr_lit.engine import dense_reference
+    dense, pruned, x = resnet56
+    _, r32 = run(pruned, dense, x, '_x_asr')
+    _, r16 = run(pruned, dense, x, '_x_asr', max_batch=12, precision='bf16')
+    assert 'bf16' in r16.schedule and str(r16.channels.dense_var.dtype) == 'float64'
+    d = torch.cat([(r16.gains()[k] - g).abs() / g.abs().clamp_min(1e-12) for k, g in r32.gains().items()])
+    assert 0 < float(d.median()) < 1e-2, float(d.median())
+    with pytest.raises(ValueError, match='measured in fp32'): run(pruned, dense, x, '_x_asr', reference=dense_reference(dense, x), precision='bf16')
+    with pytest.raises(ValueError, match='unknown precision'): run(pruned, dense, x, '_x_asr', precision='fp16')
 
 
 @needs_weights
@@ -127,14 +145,15 @@ def densenet():
     return dense, prune_model(dense, 0.8), torch.rand(32, 3, 32, 32)
 
 
+@pytest.mark.parametrize('channels_last', [True, False])
 @pytest.mark.parametrize('recal', ['before', 'after', 'none'])
 @pytest.mark.parametrize('rule', ['naive', 'corr'])
-def test_densenet_schedules_and_naive(densenet, recal, rule):
+def test_densenet_schedules_and_naive(densenet, recal, rule, channels_last):
     dense, pruned, x = densenet
     method, fn = f'_x_{rule}', RULES[f'_x_{rule}']
-    m1, r1 = run(pruned, dense, x, method, site='bn', recal=recal)
-    m2, r2 = run(pruned, dense, x, method, site='bn', recal=recal, max_batch=16)
-    m3, r3 = run(pruned, dense, x, method, site='bn', recal=recal, max_batch=16, schedule='replay')
+    m1, r1 = run(pruned, dense, x, method, site='bn', recal=recal, channels_last=channels_last)
+    m2, r2 = run(pruned, dense, x, method, site='bn', recal=recal, max_batch=16, channels_last=channels_last)
+    m3, r3 = run(pruned, dense, x, method, site='bn', recal=recal, max_batch=16, schedule='replay', channels_last=channels_last)
     m4, g4, s4 = naive_repair(pruned, dense, x, fn, site='bn', recal=recal, bn='per_bn', stop_early=True)
     assert len(g4) == len(batchnorms(dense)) == 10
     for r in (r1, r2, r3): assert rel(r.gains(), g4) < TOL, (r.schedule, rel(r.gains(), g4))
@@ -214,7 +233,8 @@ def test_budget_chooses_schedule(densenet):
 def test_recalibrate_bn_chunked(densenet):
     dense, _, x = densenet
     a = recalibrate_bn(clone_model(dense), x)
-    for kw in (dict(max_batch=7), dict(max_batch=7, schedule='replay'), dict(mem_budget_mb=3)):
+    for kw in (dict(max_batch=7), dict(max_batch=7, schedule='replay'), dict(mem_budget_mb=3), dict(channels_last=False),
+               dict(max_batch=7, channels_last=False)):
         b = recalibrate_bn(clone_model(dense), x, **kw)
         for m, n in zip(batchnorms(a).values(), batchnorms(b).values()):
             assert torch.allclose(m.running_mean, n.running_mean, atol=1e-5)
