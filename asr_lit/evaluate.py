@@ -62,6 +62,7 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
                     kind:str='global', # sparsity kind (see `asr_lit.prune.prune_model`)
                     device=None, # where to run (default: CUDA when present)
                     progress:bool|None=None, # progress bar over runs (default: on, except under tests)
+                    reuse:dict|None=None, # a dict the caller keeps across calls with the same dense model, data and options: what they share is measured once
                     **repair_opts, # passed to `repair` (site=, recal=, rule options)
                    ) -> pd.DataFrame:
     "Top-1 of every (sparsity, method, seed) repair of `dense`, one row per run, with the dense accuracy."
@@ -74,9 +75,14 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     for m in methods: get_method(m)
     device = device or default_device()
     dense = dense.to(device).eval()
-    dense_acc = accuracy(dense, test_set, device=device, progress=False)
+    reuse = {} if reuse is None else reuse
+    same = (id(dense), id(train_set), id(test_set), n_calib, kind, str(device), repr(sorted(repair_opts.items())))
+    if reuse.setdefault('for', same) != same:
+        raise ValueError("`reuse` holds measurements of another dense model, data set or options: give each setting its own dict")
+    if 'dense_acc' not in reuse: reuse['dense_acc'] = accuracy(dense, test_set, device=device, progress=False)
+    dense_acc, calib_cache, unrepaired = reuse['dense_acc'], reuse.setdefault('calib', {}), reuse.setdefault('unrepaired', {})
     runs = [(s, sd, m) for s in sparsities for sd in seeds for m in methods]
-    rows, pruned_cache, calib_cache, unrepaired = [], {}, {}, {}
+    rows, pruned_cache = [], {}
     ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule', 'channels_last', 'precision') if k in repair_opts}
     for s, sd, m in maybe_progress(runs, progress):
         if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind)}
@@ -136,11 +142,11 @@ def run_grid(nets:dict, # label -> model, or a function of no arguments that ret
         todo = {(s, sd): [m for m in methods if (label, round(s, 4), sd, m) not in done] for s in sparsities for sd in seeds}
         todo = {k: v for k, v in todo.items() if v}
         if not todo: continue
-        dense = net() if callable(net) and not isinstance(net, nn.Module) else net
+        dense, reuse = net() if callable(net) and not isinstance(net, nn.Module) else net, {}   # one dense model: measured once
         for (s, sd), ms in todo.items():
             if new and (time.time() - t0) / 60 >= budget_min:   # every call measures at least one group
                 print(f"time budget of {budget_min} min reached: run again to continue"); return pd.concat(rows, ignore_index=True)
-            r = compare_methods(dense, train_set, test_set, (s,), ms, (sd,), n_calib, progress=False, **opts).assign(net=label)
+            r = compare_methods(dense, train_set, test_set, (s,), ms, (sd,), n_calib, progress=False, reuse=reuse, **opts).assign(net=label)
             if csv is not None: r.to_csv(csv, mode='a', header=not csv.is_file(), index=False)
             rows.append(r); new += 1
     return pd.concat(rows, ignore_index=True) if rows else old
