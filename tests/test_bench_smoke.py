@@ -16,7 +16,8 @@ def test_bench_smoke(tmp_path):
                         '--device', 'cpu', '--lsq', '--out', str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
-    for s in ('## resnet20', 'forward', 'asr', 'chunked', 'naive', 'lsq_dense', 'lsq / forward', 'goals:', 'load average', 'torch '):
+    for s in ('## resnet20', 'forward', 'asr', 'asr_1pass', 'asr_bf16', 'chunked', 'naive', 'lsq_dense', 'lsq / forward', 'goals:',
+              'goal <= 1.0', 'load average', 'torch '):
         assert s in text, (s, text)
     assert 'chunked: staged: 4 chunks' in text and 'asr: one pass over 32 images' in text, text
 
@@ -35,9 +36,10 @@ def test_bench_train_smoke(tmp_path):
 def test_bench_floor_smoke(tmp_path):
     out = tmp_path / 'floor.txt'
     p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_floor.py'), '--models', 'resnet20', '--n', '32',
-                        '--n-test', '100', '--chunk', '16', '--repeats', '1', '--out', str(out)],
+                        '--n-test', '100', '--chunk', '16', '--chunks', '16', '32', '--repeats', '1', '--out', str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
-    for s in ('eval NCHW fp32', 'eval channels_last bf16', 'torch update_bn', 'goal:'):
+    for s in ('eval NCHW fp32', 'eval channels_last bf16', 'eval predict() default', 'torch update_bn', 'goal:',
+              'recalibrate_bn() default / update_bn', 'recalibration by chunk size', 'bf16 statistics', 'bf16 accuracy'):
         assert s in text, (s, text)
