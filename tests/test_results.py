@@ -4,7 +4,7 @@ gets checked), are rerun with the library's own code from the row's columns alon
 
 CPU runs are deterministic here, so the default tolerance is zero. `ASR_LIT_RESULTS_ROWS` (comma-separated row
 numbers of the sweep CSV, 0-based, header excluded) reruns chosen rows instead of the rotating pick."""
-import datetime, os, subprocess, tempfile
+import os, tempfile
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -22,16 +22,9 @@ SWEEP_FIXED = [dict(arch='resnet20', kind='global', sparsity=0.9, method='asr', 
 # The reconstruction grid's cheapest least-squares method on the cheapest setting (about 25 s of repair on 2 cores)
 RECON_FIXED = [dict(net='resnet20', sparsity=0.95, method='lsq', seed=0)]
 
-def commit_key() -> str:
-    "The commit's hash (`git rev-parse HEAD`), or today's date where there is no git checkout."
-    try:
-        return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError): return datetime.date.today().isoformat()
+from rotation import commit_key, pick
 
-def rotating_pick(n:int, key:str) -> int:
-    "A row number in [0, n) chosen from `key`: a new one for each commit, uniform over the rows as commits go by."
-    import hashlib
-    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % n
+def rotating_pick(n:int, key:str) -> int: return pick(n, key, 'sweep')
 
 def _select(df, **kw):
     m = pd.Series(True, index=df.index)
