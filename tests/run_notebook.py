@@ -5,13 +5,13 @@ import json, os, sys, time
 from pathlib import Path
 
 def summarise(outputs) -> list:
-    "Each output as {kind, text}: kind is 'figure', 'table', 'markdown', 'text' or 'error'; text is what a reader sees."
+    "Each output as {kind, text}: kind is 'figure', 'table', 'markdown', 'text', 'stderr' or 'error'; text is what a reader sees."
     out = []
     for o in outputs or []:
         o = dict(o)
         ot = o.get('output_type')
         if ot == 'stream':
-            out.append(dict(kind='text', text=''.join(o.get('text', ''))))
+            out.append(dict(kind='stderr' if o.get('name') == 'stderr' else 'text', text=''.join(o.get('text', ''))))
         elif ot == 'error':
             out.append(dict(kind='error', text=f"{o.get('ename')}: {o.get('evalue')}"))
         elif ot in ('execute_result', 'display_data'):

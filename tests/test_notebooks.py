@@ -44,7 +44,7 @@ def compare(nb, fresh) -> list:
         if (nb, cid) not in NOT_IN_SMALL and any(got[k] < n for k, n in want.items()):
             problems.append(f"cell {cid}: {dict(want)} saved, but the code now shows {dict(got)} (a figure or table it no longer makes)")
         if (nb, cid) in SAME_OUTPUT:
-            txt = lambda os_: [(o['kind'], o['text'].strip()) for o in os_ if o['kind'] != 'figure']
+            txt = lambda os_: [(o['kind'], o['text'].strip()) for o in os_ if o['kind'] not in ('figure', 'stderr')]  # warnings vary
             if txt(saved) != txt(run['outputs']):
                 problems.append(f"cell {cid} ({SAME_OUTPUT[(nb, cid)]}): saved output differs from a fresh run's\n"
                                 f"  saved: {txt(saved)!r:.1500}\n  fresh: {txt(run['outputs'])!r:.1500}")
