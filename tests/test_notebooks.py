@@ -64,7 +64,7 @@ def test_notebook_runs(nb):
     env = dict(os.environ, ASR_LIT_SMALL='1', ASR_LIT_QUIET='1')
     out = Path(tempfile.mkdtemp())/'outputs.json'
     r = subprocess.run([sys.executable, str(ROOT/'tests'/'run_notebook.py'), f'nbs/{nb}', str(out)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"{nb} failed in its small configuration:\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     problems = compare(nb, json.loads(out.read_text())['cells'])
     assert not problems, f"{nb}: its saved outputs (what the docs show) disagree with the code:\n" + '\n'.join(problems)
