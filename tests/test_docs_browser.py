@@ -530,6 +530,75 @@ def test_link_check_catches_a_missing_page_and_anchor(tmp_path):
     assert any("missing anchor" in p and "pub.example" in p and "'missing'" in p for p in problems), problems
 
 
+# ---------------------------------------------------------------- anchors in the built HTML (no browser needed)
+
+
+class _LinksAndIds(__import__("html.parser").parser.HTMLParser):
+    "The id attributes and the <a href> links of one HTML page, as written (scripts are not run)."
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links = set(), []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"])
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def html_anchor_problems(folder: Path, published: str = "") -> list[str]:
+    """Links in the built pages of `folder` (relative, or to the published site `published`) whose #fragment is not the
+    id of an element of the page they point to, or that point to a page that is not there. Read from the HTML files
+    with html.parser, so that a missing anchor fails without a browser."""
+    pages = {}
+    for f in sorted(folder.rglob("*.html")):
+        p = _LinksAndIds()
+        p.feed(f.read_text(encoding="utf-8", errors="replace"))
+        pages[f.relative_to(folder).as_posix()] = p
+    out = []
+    for name, p in pages.items():
+        for href in p.links:
+            if published and href.startswith(published):
+                href = href[len(published):]
+            u = urllib.parse.urlsplit(href)
+            if u.scheme or u.netloc or href.startswith(("mailto:", "javascript:")) or not u.fragment:
+                continue
+            target = name if not u.path else urllib.parse.urljoin(name, u.path)
+            target = target + "index.html" if target.endswith("/") or target == "" else target
+            frag = urllib.parse.unquote(u.fragment)
+            if target not in pages:
+                if not (folder / target).exists():
+                    out.append(f"{name}: link {href!r} to a missing page {target}")
+            elif frag not in pages[target].ids:
+                out.append(f"{name}: link {href!r} to a missing anchor: no element with id {frag!r} in {target}")
+    return sorted(set(out))
+
+
+def test_anchor_check_catches_a_missing_anchor(tmp_path):
+    "The HTML anchor check itself: good same-page, cross-page and published-site links pass; broken ones are named."
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.html").write_text('<h2 id="here">x</h2><a href="#here">1</a><a href="b.html#there">2</a>'
+                                     '<a href="https://pub.example/site/b.html#there">3</a><a href="https://other.org/#x">4</a>'
+                                     '<a href="sub/c.html#deep">5</a><a href="b.html">6</a>')
+    (tmp_path / "b.html").write_text('<h2 id="there">y</h2><a href="a.html#gone">7</a><a href="#nowhere">8</a>'
+                                     '<a href="https://pub.example/site/a.html#lost">9</a><a href="x.html#y">10</a>'
+                                     '<div data-id="fake"></div><a href="#fake">11</a>')
+    (tmp_path / "sub" / "c.html").write_text('<p id="deep"></p><a href="../a.html#here">12</a>')
+    problems = html_anchor_problems(tmp_path, "https://pub.example/site/")
+    assert len(problems) == 5, problems
+    for frag in ("'gone'", "'nowhere'", "'lost'", "'fake'"):
+        assert any(frag in p and p.startswith("b.html") for p in problems), (frag, problems)
+    assert any("missing page x.html" in p for p in problems), problems
+
+
+def test_docs_anchors_exist(site):
+    "Every link with a #fragment in the built site (notebook prose, nbdev's doc links, the sidebar) lands on an id."
+    problems = html_anchor_problems(site, site_url())
+    assert not problems, f"{len(problems)} link(s) to a missing anchor or page in _docs/:\n" + "\n".join(problems)
+
+
 # ---------------------------------------------------------------- the checks
 
 
