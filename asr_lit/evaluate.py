@@ -60,6 +60,7 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
                     seeds=(0,), # calibration draws
                     n_calib:int=1024, # calibration images per draw
                     kind:str='global', # sparsity kind (see `asr_lit.prune.prune_model`)
+                    prune_opts:dict|None=None, # more options of `prune_model`, e.g. `dict(include_first=True, include_classifier=True)`
                     device=None, # where to run (default: CUDA when present)
                     progress:bool|None=None, # progress bar over runs (default: on, except under tests)
                     reuse:dict|None=None, # a dict the caller keeps across calls with the same dense model, data and options: what they share is measured once
@@ -76,7 +77,8 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     device = device or default_device()
     dense = dense.to(device).eval()
     reuse = {} if reuse is None else reuse
-    same = (id(dense), id(train_set), id(test_set), n_calib, kind, str(device), repr(sorted(repair_opts.items())))
+    prune_opts = dict(prune_opts or {})
+    same = (id(dense), id(train_set), id(test_set), n_calib, kind, repr(sorted(prune_opts.items())), str(device), repr(sorted(repair_opts.items())))
     if reuse.setdefault('for', same) != same:
         raise ValueError("`reuse` holds measurements of another dense model, data set or options: give each setting its own dict")
     if 'dense_acc' not in reuse: reuse['dense_acc'] = accuracy(dense, test_set, device=device, progress=False)
@@ -85,7 +87,7 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     rows, pruned_cache = [], {}
     ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule', 'channels_last', 'precision') if k in repair_opts}
     for s, sd, m in maybe_progress(runs, progress):
-        if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind)}
+        if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind, **prune_opts)}
         if sd not in calib_cache:   # one calibration draw, one dense reference, for every sparsity and method
             calib = calib_sample(train_set, n_calib, seed=sd)
             calib_cache[sd] = (calib, dense_reference(dense, calib, device=device, **ref_opts))
