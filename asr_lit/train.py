@@ -233,6 +233,8 @@ def train_checkpoint(arch:str, # a key of `MODELS` for 32x32 images, e.g. 'resne
     recipe = {**RECIPE, **recipe}
     sizes = parse_sizes(sizes)
     epochs = epochs if epochs is not None else len(sizes) if sizes else 30
+    if sizes is not None and len(sizes) != epochs:   # before the data is loaded
+        raise ValueError(f"sizes has {len(sizes)} entries for {epochs} epochs: give one image side per epoch")
     train = train if train is not None else cifar10('train')
     test = test if test is not None else cifar10('test')
     train = stratified_subset(train, n_train, seed)

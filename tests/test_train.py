@@ -52,12 +52,16 @@ def test_train_checkpoint_card(tmp_path):
     assert saved == card and card['arch'] == 'plain20' and card['dtype'] == 'float16'
     for k in ('data', 'recipe', 'epochs', 'seed', 'accuracy', 'accuracy_fp32', 'test_data', 'sha256', 'train_seconds'): assert k in card
     log = (tmp_path/'p.log.csv').read_text().splitlines()
-    assert log[0].startswith('epoch,lr,train_loss,train_acc,test_acc,seconds') and len(log) == 2
+    assert log[0].startswith('epoch,size,lr,train_loss,train_acc,test_acc,seconds') and len(log) == 2
 
 def test_cli_help_and_bad_arch():
     assert '--epochs' in subprocess.run([str(BIN/'asr_train'), '--help'], capture_output=True, text=True).stdout
     r = subprocess.run([str(BIN/'asr_train'), 'resnet21'], capture_output=True, text=True)
     assert r.returncode == 2 and 'unknown arch' in r.stderr, r
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16x2'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'side:epochs pairs' in r.stderr, r
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--epochs', '3', '--sizes', '16:1,32:1', '--n-train', '64'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'one image side per epoch' in r.stderr, r
 
 CHECKPOINTS = sorted(p.stem for p in weights_dir().glob('*.safetensors'))
 
@@ -75,7 +79,10 @@ def test_checkpoint_reproduces_card(name):
     assert abs(got - want) <= 0.002, f"{name}: measured {100*got:.2f}%, card says {100*want:.2f}%"
 
 def test_cli_tiny_run_exits_zero(tmp_path):
-    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--epochs', '1', '--n-train', '512', '--bs', '64', '--out', str(tmp_path),
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16:1,32:1', '--resume', '--n-train', '512', '--bs', '64', '--out', str(tmp_path),
                         '--device', 'cpu'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert 'test accuracy' in r.stdout and (tmp_path/'resnet20-jpeg-s0.safetensors').is_file()
+    card = json.loads((tmp_path/'resnet20-jpeg-s0.json').read_text())
+    assert card['epochs'] == 2 and card['sizes'] == '16:1,32:1', card
+    assert not list(tmp_path.glob('*.resume.pt*')), list(tmp_path.iterdir())   # the state goes once the checkpoint is written
