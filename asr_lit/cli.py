@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 import pandas as pd
 from fastcore.script import call_parse, Param, store_true
+from .corrections import save_repaired, load_repaired, _card
 from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure
 
 # %% auto #0
-__all__ = ['demo_table', 'asr_demo', 'asr_repair', 'save_repaired', 'load_repaired', 'asr_sweep', 'asr_plot']
+__all__ = ['demo_table', 'asr_demo', 'asr_repair', 'asr_sweep', 'asr_plot']
 
 # %% ../nbs/21_cli.ipynb #514519e1
 def demo_table(depth:int=56, # depth of the pretrained CIFAR ResNet (20, 32, 44 or 56)
@@ -119,53 +120,6 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.checkpo
         save_repaired(repaired, out, arch if not arch.endswith('.safetensors') else _card(arch)['arch'],
                       data=test.source, accuracy=accs[method], method=method, sparsity=sparsity, kind=kind, seed=seed)
         print('wrote', out)
-
-# %% ../nbs/21_cli.ipynb #1388c633
-def _card(path):
-    import json
-    from pathlib import Path
-    p = Path(path).with_suffix('.json')
-    if not p.exists(): raise FileNotFoundError(f"no card {p} beside {path}: save models with save_repaired or save_checkpoint")
-    return json.loads(p.read_text())
-
-def save_repaired(model:torch.nn.Module, # a repaired model (from `repair`)
-                  path:str, # `<name>.safetensors`; the card goes to `<name>.json`
-                  arch:str, # registry name of the architecture
-                  **card, # more card fields (data, accuracy, method, ...)
-                 ) -> dict:
-    "Save a repaired model (weights, masks made permanent, corrections) as safetensors plus a JSON card."
-    import json, hashlib, copy
-    from pathlib import Path
-    from safetensors.torch import save_file
-    from asr_lit.prune import make_permanent
-    from asr_lit.corrections import corrected_modules
-    model = make_permanent(copy.deepcopy(model))
-    path = Path(path)
-    if path.suffix != '.safetensors': raise ValueError(f"{path}: the file name must end in .safetensors")
-    save_file({k: v.contiguous() for k,v in model.state_dict().items()}, str(path))
-    card = dict(arch=arch, corrected_sites=[[n, w.site.kind] for n,w in corrected_modules(model).items()],
-                sha256=hashlib.sha256(path.read_bytes()).hexdigest(), **card)
-    path.with_suffix('.json').write_text(json.dumps(card, indent=1, default=str))
-    return card
-
-def load_repaired(path:str, # a `.safetensors` file written by `save_repaired`
-                 ) -> torch.nn.Module:
-    "The repaired model saved at `path` (checks the sha256 in its card)."
-    import hashlib
-    from pathlib import Path
-    from safetensors.torch import load_file
-    from asr_lit.models import create_model
-    from asr_lit.sites import Site
-    from asr_lit.corrections import wrap_sites
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"repaired model {path} does not exist")
-    card = _card(path)
-    if hashlib.sha256(path.read_bytes()).hexdigest() != card.get('sha256'):
-        raise ValueError(f"{path} is truncated or modified: its sha256 does not match its card")
-    model = create_model(card['arch'])
-    wrap_sites(model, [Site(n, k, i) for i,(n,k) in enumerate(card['corrected_sites'])])
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
 
 # %% ../nbs/21_cli.ipynb #55ad6200
 def _floats(s): return tuple(float(x) for x in str(s).split(',') if x)

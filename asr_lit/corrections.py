@@ -8,7 +8,7 @@ import torch, torch.nn as nn
 from .sites import Site
 
 # %% auto #0
-__all__ = ['ChannelAffine', 'Corrected', 'wrap_sites', 'corrected_modules', 'fold_corrections']
+__all__ = ['ChannelAffine', 'Corrected', 'wrap_sites', 'corrected_modules', 'fold_corrections', 'save_repaired', 'load_repaired']
 
 # %% ../nbs/03b_corrections.ipynb #0afd6761
 class ChannelAffine(nn.Module):
@@ -96,3 +96,47 @@ def fold_corrections(model:nn.Module, # a repaired model, modified in place
             else: continue                       # a block output: keep the explicit correction
         _set(model, name, m)
     return model
+
+# %% ../nbs/03b_corrections.ipynb #1388c633
+def _card(path):
+    import json
+    from pathlib import Path
+    p = Path(path).with_suffix('.json')
+    if not p.exists(): raise FileNotFoundError(f"no card {p} beside {path}: save models with save_repaired or save_checkpoint")
+    return json.loads(p.read_text())
+
+def save_repaired(model:nn.Module, # a repaired model (from `repair`)
+                  path:str, # `<name>.safetensors`; the card goes to `<name>.json`
+                  arch:str, # registry name of the architecture
+                  **card, # more card fields (data, accuracy, method, ...)
+                 ) -> dict:
+    "Save a repaired model (weights, masks made permanent, corrections) as safetensors plus a JSON card."
+    import json, hashlib, copy
+    from pathlib import Path
+    from safetensors.torch import save_file
+    from asr_lit.prune import make_permanent
+    model = make_permanent(copy.deepcopy(model))
+    path = Path(path)
+    if path.suffix != '.safetensors': raise ValueError(f"{path}: the file name must end in .safetensors")
+    save_file({k: v.contiguous() for k,v in model.state_dict().items()}, str(path))
+    card = dict(arch=arch, corrected_sites=[[n, w.site.kind] for n,w in corrected_modules(model).items()],
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest(), **card)
+    path.with_suffix('.json').write_text(json.dumps(card, indent=1, default=str))
+    return card
+
+def load_repaired(path:str, # a `.safetensors` file written by `save_repaired`
+                 ) -> nn.Module:
+    "The repaired model saved at `path` (checks the sha256 in its card)."
+    import hashlib
+    from pathlib import Path
+    from safetensors.torch import load_file
+    from asr_lit.models import create_model
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f"repaired model {path} does not exist")
+    card = _card(path)
+    if hashlib.sha256(path.read_bytes()).hexdigest() != card.get('sha256'):
+        raise ValueError(f"{path} is truncated or modified: its sha256 does not match its card")
+    model = create_model(card['arch'])
+    wrap_sites(model, [Site(n, k, i) for i,(n,k) in enumerate(card['corrected_sites'])])
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()

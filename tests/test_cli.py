@@ -35,7 +35,7 @@ def test_help_explains_options():
 def test_tiny_repair_writes_model(tmp_path):
     "A real run: the model written has the sparsity asked for, and the accuracies printed are plausible and its own."
     import re, torch
-    from asr_lit.cli import load_repaired
+    from asr_lit.corrections import load_repaired
     from asr_lit.prune import prunable_layers
     from asr_lit.data import cifar10, stratified_subset
     from asr_lit.evaluate import accuracy
