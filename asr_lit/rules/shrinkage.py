@@ -41,13 +41,14 @@ def lam_empirical_bayes(dense:ChannelStats, pruned:ChannelStats) -> torch.Tensor
     live = ~dead_channels(dense.var, pruned.var)
     if live.sum() < 3: return pruned.var.median()
     y = (_gamma_hat(dense, pruned)[live] - 1)**2
+    if not bool((y > 1e-24).any()): return torch.zeros((), dtype=pruned.var.dtype)  # nothing to correct: no shrinkage
     x = 1 / pruned.var[live]
     X = torch.stack([torch.ones_like(x), x], 1)
     w = torch.ones_like(x)
     for _ in range(4):  # iteratively reweighted: the squared deviations' spread grows with their expectation
         sw = w.sqrt().unsqueeze(1)
         tau2, c = torch.linalg.lstsq(X*sw, y.unsqueeze(1)*sw).solution.squeeze(1)
-        fit = (X @ torch.stack([tau2, c])).clamp_min(y.mean()*1e-3)
+        fit = (X @ torch.stack([tau2, c])).clamp_min(y.mean()*1e-3 + 1e-300)
         w = 1/fit**2
     if c <= 0: return torch.zeros((), dtype=pruned.var.dtype)            # no noise trend: no shrinkage
     if tau2 <= 0: tau2 = y.mean() * 1e-3                                # noise explains everything: shrink hard
