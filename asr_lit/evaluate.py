@@ -8,15 +8,26 @@ import math
 import torch, torch.nn as nn
 from fastprogress.fastprogress import progress_bar
 from .utils import default_device, maybe_progress
-from .passes import _check_format
+from .passes import _check_format, _cache_chunk, _mem_profile
 
 # %% auto #0
-__all__ = ['predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate', 'run_grid']
+__all__ = ['eval_batch', 'predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate', 'run_grid']
 
 # %% ../nbs/05_evaluate.ipynb #ff211d7c
+def eval_batch(model:nn.Module, # the network, in eval mode
+               x:torch.Tensor, # the images it will see (two are run to measure its activations)
+               device=None, # where it runs (default: CUDA when present)
+              ) -> int:
+    """Images per forward pass for evaluation: 500 on CUDA; on the CPU the cache rule of the repair passes
+    (`asr_lit.passes`: a batch's largest activation in at most a quarter of the last-level cache), at most 500."""
+    device = torch.device(device) if device is not None else default_device()
+    if device.type != 'cpu' or len(x) < 2 or x.dim() != 4: return 500
+    step = _mem_profile(model, None, x[:2].to(device), [])['step']
+    return min(500, _cache_chunk(step, len(x)))
+
 def predict(model:nn.Module, # the network (put in eval mode)
             x:torch.Tensor, # images (N, C, H, W), float in [0, 1]
-            batch_size:int=500, # images per forward pass
+            batch_size:int|None=None, # images per forward pass (default: 500 on CUDA; on the CPU as many as keep the largest activation in the cache, see `eval_batch`)
             device=None, # where to run (default: CUDA when present)
             progress:bool|None=None, # draw a progress bar (default: on, except under tests)
             channels_last:bool=True, # feed the images in the channels_last memory format (float32 either way; see below)
@@ -26,6 +37,7 @@ def predict(model:nn.Module, # the network (put in eval mode)
     _check_format(channels_last, precision)
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
+    if batch_size is None: batch_size = eval_batch(model, x, device)
     preds = []
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16'):
         for i in maybe_progress(range(0, len(x), batch_size), progress, leave=False):
@@ -36,7 +48,7 @@ def predict(model:nn.Module, # the network (put in eval mode)
 
 def accuracy(model:nn.Module, # the network
              data, # an `ImageSet`, or a tuple (images, labels)
-             batch_size:int=500, # images per forward pass
+             batch_size:int|None=None, # images per forward pass (default: `eval_batch`)
              device=None, # where to run (default: CUDA when present)
              progress:bool|None=None, # draw a progress bar (default: on, except under tests)
              channels_last:bool=True, # feed the images in the channels_last memory format (see `predict`)
