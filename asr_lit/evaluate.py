@@ -96,10 +96,10 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     if 'dense_acc' not in reuse: reuse['dense_acc'] = accuracy(dense, test_set, device=device, progress=False)
     dense_acc, calib_cache, unrepaired = reuse['dense_acc'], reuse.setdefault('calib', {}), reuse.setdefault('unrepaired', {})
     runs = [(s, sd, m) for s in sparsities for sd in seeds for m in methods]
-    rows, pruned_cache = [], {}
+    rows, pruned_cache = [], reuse.setdefault('pruned', {})   # the pruned model of the latest sparsity
     ref_opts = {k: repair_opts[k] for k in ('dense_recal', 'max_batch', 'mem_budget_mb', 'schedule', 'channels_last', 'precision') if k in repair_opts}
     for s, sd, m in maybe_progress(runs, progress):
-        if s not in pruned_cache: pruned_cache = {s: prune_model(dense, s, kind, **prune_opts)}
+        if s not in pruned_cache: pruned_cache.clear(); pruned_cache[s] = prune_model(dense, s, kind, **prune_opts)
         if sd not in calib_cache:   # one calibration draw, one dense reference, for every sparsity and method
             calib = calib_sample(train_set, n_calib, seed=sd)
             calib_cache[sd] = (calib, dense_reference(dense, calib, device=device, **ref_opts))
@@ -143,8 +143,8 @@ def run_grid(nets:dict, # label -> model, or a function of no arguments that ret
              train_set, test_set, # the training split (calibration draws) and the test set
              sparsities, methods, seeds, # the grid (see `compare_methods`)
              n_calib:int=1024, # calibration images per draw
-             csv=None, # a CSV path: rows already there are kept and skipped, new rows appended group by group
-             budget_min:float=math.inf, # stop starting new groups after this many minutes (rerun to continue)
+             csv=None, # a CSV path: rows already there are kept and skipped, each new row appended as soon as it is measured
+             budget_min:float=math.inf, # stop starting new runs after this many minutes (rerun to continue)
              **opts, # passed to `compare_methods` (kind=, device=, repair options)
             ) -> pd.DataFrame:
     "Rows of `compare_methods` for every (net, sparsity, draw, method), resumed from `csv` and appended to it as measured; column `net` is the label."
@@ -158,9 +158,10 @@ def run_grid(nets:dict, # label -> model, or a function of no arguments that ret
         if not todo: continue
         dense, reuse = net() if callable(net) and not isinstance(net, nn.Module) else net, {}   # one dense model: measured once
         for (s, sd), ms in todo.items():
-            if new and (time.time() - t0) / 60 >= budget_min:   # every call measures at least one group
-                print(f"time budget of {budget_min} min reached: run again to continue"); return pd.concat(rows, ignore_index=True)
-            r = compare_methods(dense, train_set, test_set, (s,), ms, (sd,), n_calib, progress=False, reuse=reuse, **opts).assign(net=label)
-            if csv is not None: r.to_csv(csv, mode='a', header=not csv.is_file(), index=False)
-            rows.append(r); new += 1
+            for m in ms:   # one run at a time, so that a killed run loses at most one row; `reuse` keeps what they share
+                if new and (time.time() - t0) / 60 >= budget_min:   # every call measures at least one run
+                    print(f"time budget of {budget_min} min reached: run again to continue"); return pd.concat(rows, ignore_index=True)
+                r = compare_methods(dense, train_set, test_set, (s,), (m,), (sd,), n_calib, progress=False, reuse=reuse, **opts).assign(net=label)
+                if csv is not None: r.to_csv(csv, mode='a', header=not csv.is_file(), index=False)
+                rows.append(r); new += 1
     return pd.concat(rows, ignore_index=True) if rows else old

@@ -1,5 +1,5 @@
 """Any CNN a user brings: torchvision architectures and the repo's CIFAR models, pruned at 90% and repaired with every
-registered method; and models pruned by other tools (torch.nn.utils.prune, plain zeroed weights)."""
+registered method (one per engine path on the large ones); and models pruned by other tools (torch.nn.utils.prune, plain zeroed weights)."""
 import copy, os
 import pytest
 import torch, torch.nn as nn
@@ -41,6 +41,33 @@ MODELS = {
     'cifar_densenet121': (lambda: create_model('cifar_densenet121'), 8, 0),
 }
 if os.environ.get('ASR_LIT_FULL_TESTS') == '1': MODELS['tv_vgg16_bn_full'] = (lambda: tv_model('vgg16_bn'), 32, 0)
+# The large models (a repair there takes seconds to a minute) run one method per path through the engine (the rules
+# that differ only in their formula, e.g. ASR's lambda rules, share one), ASR itself, and the reconstruction stage; the
+# small ones, of every structure (plain, residual, dense, depthwise, squeeze-excite, grouped), run every method.
+LARGE = {'tv_resnet18', 'tv_resnet50', 'tv_vgg16_bn', 'cifar_resnet18', 'cifar_resnet50', 'cifar_vgg16_bn'}
+if os.environ.get('ASR_LIT_FULL_TESTS') == '1': LARGE = set()
+
+
+def _engine_path(m):
+    "What decides the engine's work for a method: which passes it runs and what they measure, not the rule's formula."
+    return (m.rule is None, m.site, m.recal, m.stage is not None, bool(getattr(m.rule, 'needs_pairs', False)))
+
+
+def methods_for(name) -> list:
+    "Registered methods to run on model `name`: every one (one reconstruction target) on a small model; on a large one, one per engine path, and ASR."
+    ms = [k for k, m in METHODS.items() if m.stage is None or k == 'lsq_dense_mean_std']   # one reconstruction method covers them all
+    if name not in LARGE: return ms
+    first = {}
+    for k in ms: first.setdefault(_engine_path(METHODS[k]), k)
+    return sorted(set(first.values()) | {'asr'}, key=ms.index)
+
+
+def test_methods_for():
+    every = methods_for('resnet20')
+    assert 'asr_eb' in every and 'lsq' not in every and 'lsq_dense_mean_std' in every
+    large = methods_for('cifar_resnet50')
+    assert {'none', 'bn_only', 'asr', 'corr', 'lsq_dense_mean_std'} <= set(large) and 'asr_eb' not in large
+    assert {_engine_path(METHODS[k]) for k in every} == {_engine_path(METHODS[k]) for k in large}   # every path still runs
 
 
 def _with_bn_stats(model, x):
@@ -83,9 +110,8 @@ def test_prune_and_repair_every_method(name):
     n_sites = report[report.status == 'site'].kind.value_counts()
     assert n_sites.get('block', 0) == n_blocks and n_sites['bn'] > 0 and n_sites['conv'] > 0
     pruned = prune_model(dense, 0.9)
-    for method in METHODS:
-        if METHODS[method].stage is not None and method != 'lsq_dense_mean_std': continue   # one reconstruction method
-        repaired, rep = repair(pruned, dense, calib, method)                              # covers them all: stage, lockstep, rule
+    for method in methods_for(name):
+        repaired, rep = repair(pruned, dense, calib, method)
         _check_repaired(repaired, rep, pruned, out_shape, calib)
         if METHODS[method].rule is not None and METHODS[method].site == 'block':
             assert len(rep.gains()) == n_blocks, (name, method)

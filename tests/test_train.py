@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from asr_lit.data import ImageSet, synthetic, cifar10, stratified_subset
 from asr_lit.models import CifarResNet
 from asr_lit.checkpoints import weights_dir, load_model
-from asr_lit.train import random_crop_flip, train_model, train_checkpoint
+from asr_lit.train import random_crop_flip, random_resized_crop_flip, train_model, train_checkpoint, card_test_set
 from asr_lit.evaluate import accuracy
 
 BIN = Path(sys.executable).parent
@@ -31,8 +31,19 @@ def test_crop_flip_bad_input():
     with pytest.raises(ValueError, match='pad must be >= 0'): random_crop_flip(torch.zeros(1, 1, 4, 4), -1)
     with pytest.raises(ValueError, match='expected a batch'): random_crop_flip(torch.zeros(4, 4), 1)
 
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 4), c=st.integers(1, 3), h=st.integers(2, 20), w=st.integers(2, 20), size=st.integers(1, 24), seed=st.integers(0, 2**31))
+def test_resized_crop_stays_within_each_image(n, c, h, w, size, seed):
+    x = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8)
+    out = random_resized_crop_flip(x, size, generator=torch.Generator().manual_seed(seed))
+    assert out.shape == (n, c, size, size) and out.dtype == torch.float32
+    lo, hi = (v.float()[..., None, None] for v in x.flatten(2).aminmax(dim=2))   # bilinear: between each channel's extremes
+    assert (out >= lo - 1e-3).all() and (out <= hi + 1e-3).all()
+    flat = torch.full((n, c, h, w), 7, dtype=torch.uint8)
+    torch.testing.assert_close(random_resized_crop_flip(flat, size, generator=torch.Generator().manual_seed(seed)), torch.full((n, c, size, size), 7.))
+
 @pytest.mark.parametrize('kw,msg', [(dict(epochs=0), 'epochs must be >= 1'), (dict(bs=1), 'BatchNorm needs a batch'),
-                                    (dict(bs=1000), 'fewer than one batch')])
+                                    (dict(bs=1000), 'fewer than one batch'), (dict(aug='mixup'), 'aug must be one of')])
 def test_train_model_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg): train_model(CifarResNet(8), synthetic(64), progress=False, **kw)
 
@@ -43,6 +54,7 @@ def test_train_model_refuses_test_split():
 
 def test_train_checkpoint_bad_arguments():
     with pytest.raises(ValueError, match='unknown arch'): train_checkpoint('resnet21')
+    with pytest.raises(ValueError, match='unknown data'): train_checkpoint('tv_resnet18', data='imagenet')
     with pytest.raises(TypeError, match='unknown recipe settings'): train_checkpoint('resnet20', lrr=0.1)
 
 def test_train_checkpoint_card(tmp_path):
@@ -71,11 +83,12 @@ def test_trained_models_committed():
 @pytest.mark.parametrize('name', CHECKPOINTS)
 def test_checkpoint_reproduces_card(name):
     card = json.loads((weights_dir()/f'{name}.json').read_text())
-    assert card['test_data'].startswith('CIFAR-10 JPEG'), card['test_data']
+    test = card_test_set(card)
+    assert card['test_data'].split(' (')[0] == test.source.split(' (')[0], (card['test_data'], test.source)
     if 'subset_accuracy' in card:   # the card's stratified subset: cheap for the large models too
-        sub = stratified_subset(cifar10('test'), card['subset']['n'], card['subset']['seed'])
+        sub = stratified_subset(test, card['subset']['n'], card['subset']['seed'])
         got, want = accuracy(load_model(name), sub, device='cpu', progress=False), card['subset_accuracy']
-    else: got, want = accuracy(load_model(name), cifar10('test'), device='cpu', progress=False), card['accuracy']
+    else: got, want = accuracy(load_model(name), test, device='cpu', progress=False), card['accuracy']
     assert abs(got - want) <= 0.002, f"{name}: measured {100*got:.2f}%, card says {100*want:.2f}%"
 
 def test_cli_tiny_run_exits_zero(tmp_path):
