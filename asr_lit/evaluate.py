@@ -105,12 +105,13 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
             calib_cache[sd] = (calib, dense_reference(dense, calib, device=device, **ref_opts))
         t0 = time.perf_counter()
         calib, ref = calib_cache[sd]
-        if m == 'none' and s in unrepaired: acc = unrepaired[s]   # no repair: the same pruned model for every draw
+        if m == 'none':   # no repair: the pruned model itself, the same for every draw, evaluated once
+            if s not in unrepaired: unrepaired[s] = accuracy(pruned_cache[s], test_set, device=device, progress=False)
+            acc, secs = unrepaired[s], 0.0
         else:
             model, rep = repair(pruned_cache[s], dense, calib, m, device=device, reference=ref, **repair_opts)
+            secs = time.perf_counter() - t0   # the repair alone (the dense reference of the draw is measured once, above)
             acc = accuracy(model, test_set, device=device, progress=False)
-            if m == 'none': unrepaired[s] = acc
-        secs = time.perf_counter() - t0
         rows.append(dict(sparsity=s, kind=kind, method=m, seed=sd, n_calib=n_calib, n_test=len(test_set),
                          dense_acc=dense_acc, acc=acc, repair_s=round(secs, 3), device=str(device)))
     return pd.DataFrame(rows)

@@ -51,7 +51,7 @@ def pending_runs(grid:pd.DataFrame, # from `sweep_grid`
 def _load_data(name, n_test):
     from asr_lit import data
     if name == 'cifar10': train, test = data.cifar10('train'), data.cifar10('test')
-    elif name == 'imagenette': train, test = data.imagenette('train', size=160), data.imagenette('val', size=160)
+    elif name == 'imagenette': train, test = data.imagenette('train', size=128), data.imagenette('val', size=128)   # the side the models are measured at
     else: raise ValueError(f"unknown dataset {name!r}; choose cifar10 or imagenette")
     if n_test is not None and n_test > 0 and n_test < len(test): test = data.stratified_subset(test, n_test, seed=0)
     return train, test
@@ -61,39 +61,31 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
               device=None, # where to run (default: CUDA when present)
               progress:bool|None=None, # progress bar over runs (default: on, except under tests)
              ) -> pd.DataFrame:
-    "Run every pending row of `grid`, appending each result to `csv`; returns the whole CSV."
+    """Run every pending row of `grid` with `compare_methods`, appending each result to `csv`; returns the whole CSV.
+    Runs of one model, data set, sparsity kind and calibration size share one `reuse` dict: its dense accuracy, the
+    dense reference of each draw and the unrepaired accuracy of each sparsity are measured once."""
     from asr_lit.checkpoints import load_model
-    from asr_lit.prune import prune_model
-    from asr_lit.engine import repair, dense_reference
     from asr_lit.methods import get_method
-    from asr_lit.data import calib_sample
-    from asr_lit.evaluate import accuracy
+    from asr_lit.evaluate import compare_methods
     from asr_lit.utils import default_device, maybe_progress
     for m in grid.method.unique(): get_method(m)
     device = torch.device(device) if device else default_device()
     todo, csv = pending_runs(grid, csv), Path(csv)
-    cache = {}
-    def get(key, make):
-        if key not in cache: cache[key] = make()
-        return cache[key]
+    data, dense, reuse = {}, {}, {}
     for r in maybe_progress(list(todo.itertuples(index=False)), progress):
-        train, test = get(('data', r.dataset, r.n_test), lambda: _load_data(r.dataset, None if r.n_test < 0 else r.n_test))
-        dense = get(('dense', r.arch), lambda: load_model(r.arch).to(device))
-        dense_acc = get(('dacc', r.arch, r.dataset, r.n_test), lambda: accuracy(dense, test, device=device, progress=False))
-        pruned = get(('pruned', r.arch, r.kind, r.sparsity), lambda: prune_model(dense, r.sparsity, r.kind))
-        calib = get(('calib', r.dataset, r.seed, r.n_calib), lambda: calib_sample(train, r.n_calib, seed=r.seed))
-        if r.method == 'none':   # the pruned model itself: the same for every calibration draw, evaluated once
-            secs, acc = 0.0, get(('none', r.arch, r.kind, r.sparsity, r.dataset, r.n_test),
-                                 lambda: accuracy(pruned, test, device=device, progress=False))
-        else:
-            t0 = time.perf_counter()
-            ref = get(('ref', r.arch, r.dataset, r.seed, r.n_calib), lambda: dense_reference(dense, calib, device=device))
-            model, rep = repair(pruned, dense, calib, r.method, device=device, reference=ref)
-            secs = time.perf_counter() - t0
-            acc = accuracy(model, test, device=device, progress=False)
-        row = dict(r._asdict(), dense_acc=dense_acc, acc=acc, repair_s=round(secs, 3), device=str(device), data_source=test.source)
+        n_test = None if r.n_test < 0 else r.n_test
+        if (r.dataset, n_test) not in data: data[r.dataset, n_test] = _load_data(r.dataset, n_test)
+        if r.arch not in dense:   # one dense model in memory; what was measured on an earlier copy of it is dropped
+            dense.clear(); dense[r.arch] = load_model(r.arch).to(device)
+            reuse = {k: v for k, v in reuse.items() if k[0] != r.arch}
+        train, test = data[r.dataset, n_test]
+        shared = reuse.setdefault((r.arch, r.dataset, r.n_test, r.kind, r.n_calib), {})
+        out = compare_methods(dense[r.arch], train, test, (r.sparsity,), (r.method,), (r.seed,), r.n_calib, kind=r.kind,
+                              device=device, progress=False, reuse=shared)
+        row = dict(r._asdict(), **out.iloc[0][['dense_acc', 'acc', 'repair_s', 'device']].to_dict(), data_source=test.source)
         pd.DataFrame([row]).to_csv(csv, mode='a', header=not csv.exists(), index=False)
     return pd.read_csv(csv)
+
 
 # %% ../nbs/20_sweep.ipynb #27a3b04d
 def _by_depth(archs) -> list:
