@@ -11,7 +11,8 @@ from .utils import default_device, maybe_progress
 from .passes import _check_format, _cache_chunk, _mem_profile
 
 # %% auto #0
-__all__ = ['eval_batch', 'predict', 'accuracy', 'compare_methods', 'accuracy_table', 'ablate', 'run_grid']
+__all__ = ['DEFAULT_METHODS', 'eval_batch', 'predict', 'accuracy', 'compare_methods', 'accuracy_table', 'sparsity_figure',
+           'ablate', 'run_grid']
 
 # %% ../nbs/05_evaluate.ipynb #ff211d7c
 def eval_batch(model:nn.Module, # the network, in eval mode
@@ -64,11 +65,13 @@ def accuracy(model:nn.Module, # the network
 import time
 import pandas as pd
 
+DEFAULT_METHODS = ('none', 'bn_only', 'layerwise', 'mean_std', 'naive', 'asr')   # the paper's comparison: no repair, its baselines, ASR
+
 def compare_methods(dense:nn.Module, # the dense network (never modified)
                     train_set, # `ImageSet` of the training split: calibration images are drawn from it
                     test_set, # `ImageSet` to measure accuracy on
                     sparsities=(0.7, 0.9), # fractions of weights removed
-                    methods=('none', 'bn_only', 'layerwise', 'mean_std', 'naive', 'asr'), # registered repair methods
+                    methods=DEFAULT_METHODS, # registered repair methods
                     seeds=(0,), # calibration draws
                     n_calib:int=1024, # calibration images per draw
                     kind:str='global', # sparsity kind (see `asr_lit.prune.prune_model`)
@@ -127,6 +130,35 @@ def accuracy_table(runs:pd.DataFrame, # rows from `compare_methods`
         return f"{a.mean():.1f}" if len(a) < 2 else f"{a.mean():.1f} ± {a.std():.1f}"
     t = g.apply(fmt).unstack(columns)
     return t[[c for c in runs[columns].unique() if c in t.columns]]
+
+# %% ../nbs/05_evaluate.ipynb #spfig002
+def _by_depth(archs) -> list:
+    "Architecture names in depth order (resnet20 before resnet110)."
+    return sorted(archs, key=lambda a: (len(a), a))
+
+def sparsity_figure(results:pd.DataFrame, # rows of `compare_methods` (or of the sweep) with an `arch` column
+                    kind:str='global', # the sparsity kind to plot
+                    ncols:int=2, # panels per row
+                   ):
+    "Accuracy vs sparsity per architecture, one line per method, bands = std over seeds, dotted line = dense."
+    import matplotlib.pyplot as plt, seaborn as sns
+    sel = results[results.kind == kind].assign(top1=lambda d: 100*d.acc)
+    if sel.empty: raise ValueError(f"no runs of kind {kind!r} in the results")
+    archs = _by_depth(sel.arch.unique())
+    methods = [m for m in DEFAULT_METHODS if m in set(sel.method)] + sorted(set(sel.method) - set(DEFAULT_METHODS))
+    nc = min(ncols, len(archs)); nr = -(-len(archs) // nc)
+    fig, axs = plt.subplots(nr, nc, figsize=(4.6*nc, 3.4*nr), squeeze=False, sharey=True)
+    for ax, a in zip(axs.flat, archs):
+        d = sel[sel.arch == a]
+        sns.lineplot(data=d, x='sparsity', y='top1', hue='method', hue_order=methods, marker='o', errorbar='sd', ax=ax, legend=False)
+        ax.axhline(100*d.dense_acc.iloc[0], c='k', ls=':', lw=1)
+        where = f"{d.dataset.iloc[0]}, " if 'dataset' in d else ''
+        ax.set(title=f'{a} ({where}{kind}, {d.seed.nunique()} draws)', ylabel='top-1 (%)')
+    for ax in list(axs.flat)[len(archs):]: ax.axis('off')
+    handles = [plt.Line2D([], [], color=c, marker='o') for c in sns.color_palette(n_colors=len(methods))]
+    fig.legend(handles, methods, loc='upper center', ncol=len(methods), bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
 
 # %% ../nbs/05_evaluate.ipynb #18ce031e
 def ablate(dense, train_set, test_set, # the dense model, the training split (calibration) and the test set

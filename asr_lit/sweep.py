@@ -8,14 +8,15 @@ import itertools, time
 from pathlib import Path
 import pandas as pd
 import torch
+from .evaluate import DEFAULT_METHODS, _by_depth, sparsity_figure
+from .rules.asr import PAPER_90
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'DEFAULT_METHODS', 'PAPER_90', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_table', 'sweep_figure',
-           'ordering', 'sweep_facts', 'sweep_summary']
+__all__ = ['SWEEP_KEYS', 'sweep_figure', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_table', 'ordering', 'sweep_facts',
+           'sweep_summary']
 
 # %% ../nbs/20_sweep.ipynb #20e7b46e
 SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test']
-DEFAULT_METHODS = ('none', 'bn_only', 'layerwise', 'mean_std', 'naive', 'asr')
 
 def sweep_grid(archs=('resnet20', 'resnet56'), # registered model names with weights (see `available_models()`)
                sparsities=(0.5, 0.7, 0.8, 0.9, 0.95), # fractions removed (for 'nm' the sparsity is n/m, so only one run)
@@ -88,12 +89,6 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
 
 
 # %% ../nbs/20_sweep.ipynb #27a3b04d
-def _by_depth(archs) -> list:
-    "Architecture names in depth order (resnet20 before resnet110)."
-    return sorted(archs, key=lambda a: (len(a), a))
-
-PAPER_90 = {'asr': 55.6, 'layerwise': 41.0, 'bn_only': 28.0}  # ResNet-50, CIFAR-10, 90% global unstructured (Zhan et al. 2026)
-
 def sweep_table(results:pd.DataFrame, # sweep CSV contents
                 sparsity:float=0.9, # the sparsity to tabulate
                 kind:str='global', # the sparsity kind to tabulate
@@ -109,28 +104,7 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
         t.loc['paper: ResNet-50 (original CIFAR-10)'] = [f"{PAPER_90[m]:.1f}" if m in PAPER_90 else '' for m in t.columns]
     return t
 
-def sweep_figure(results:pd.DataFrame, # sweep CSV contents
-                 kind:str='global', # the sparsity kind to plot
-                 ncols:int=2, # panels per row
-                ):
-    "Accuracy vs sparsity per architecture, one line per method, bands = std over seeds, dotted line = dense."
-    import matplotlib.pyplot as plt, seaborn as sns
-    sel = results[results.kind == kind].assign(top1=lambda d: 100*d.acc)
-    if sel.empty: raise ValueError(f"no runs of kind {kind!r} in the results")
-    archs = _by_depth(sel.arch.unique())
-    methods = [m for m in DEFAULT_METHODS if m in set(sel.method)] + sorted(set(sel.method) - set(DEFAULT_METHODS))
-    nc = min(ncols, len(archs)); nr = -(-len(archs) // nc)
-    fig, axs = plt.subplots(nr, nc, figsize=(4.6*nc, 3.4*nr), squeeze=False, sharey=True)
-    for ax, a in zip(axs.flat, archs):
-        d = sel[sel.arch == a]
-        sns.lineplot(data=d, x='sparsity', y='top1', hue='method', hue_order=methods, marker='o', errorbar='sd', ax=ax, legend=False)
-        ax.axhline(100*d.dense_acc.iloc[0], c='k', ls=':', lw=1)
-        ax.set(title=f'{a} ({d.dataset.iloc[0]}, {kind}, {d.seed.nunique()} draws)', ylabel='top-1 (%)')
-    for ax in list(axs.flat)[len(archs):]: ax.axis('off')
-    handles = [plt.Line2D([], [], color=c, marker='o') for c in sns.color_palette(n_colors=len(methods))]
-    fig.legend(handles, methods, loc='upper center', ncol=len(methods), bbox_to_anchor=(0.5, 1.0), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
+sweep_figure = sparsity_figure   # the sweep's figure: accuracy vs sparsity per model (`asr_lit.evaluate`)
 
 # %% ../nbs/20_sweep.ipynb #a7c1e0f2
 def ordering(res:pd.DataFrame, # sweep CSV contents
