@@ -65,6 +65,7 @@ def bench(name, a, out):
     evals = {'NCHW fp32': lambda: preds(dense, x, False, False), 'channels_last fp32': lambda: preds(dense, x, True, False),
              'channels_last bf16': lambda: preds(dense, x, True, True),
              'predict() default': lambda: predict(dense, x, progress=False),
+             'predict(batch_size=500) (old)': lambda: predict(dense, x, batch_size=500, progress=False),
              'predict(channels_last=False)': lambda: predict(dense, x, progress=False, channels_last=False),
              "predict(precision='bf16')": lambda: predict(dense, x, progress=False, precision='bf16')}
     for label, f in evals.items():
