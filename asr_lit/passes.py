@@ -12,7 +12,7 @@ from .stats import ChannelStats, StreamingStats, channel_stats
 from .corrections import ChannelAffine, Corrected, _apply_inplace
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'PRECISIONS', 'CACHE_SHARE', 'MIN_CHUNK', 'run_pass', 'recalibrate_bn']
+__all__ = ['SCHEDULES', 'PRECISIONS', 'LLC_CAP', 'CACHE_SHARE', 'MIN_CHUNK', 'run_pass', 'recalibrate_bn']
 
 # %% ../nbs/03c_passes.ipynb #04277c89
 def _get(model, name): return model.get_submodule(name) if name else model
@@ -255,8 +255,10 @@ def _available_mb(device) -> float:
     except OSError: pass
     return math.inf
 
+LLC_CAP = 32 * 2**20   # the most last-level cache a chunk size counts on (a VM may report its host's whole L3)
+
 def _llc_bytes() -> int:
-    "The size of the CPU's largest cache in bytes (Linux sysfs, cpu0); 32 MiB where it cannot be read."
+    "The CPU's largest cache in bytes (Linux sysfs, cpu0), at most `LLC_CAP`; `LLC_CAP` where it cannot be read."
     import glob
     best = 0
     for p in glob.glob('/sys/devices/system/cpu/cpu0/cache/index*/size'):
@@ -264,7 +266,7 @@ def _llc_bytes() -> int:
             with open(p) as f: s = f.read().strip().upper()
             best = max(best, int(s.rstrip('KMG')) * {'K': 2**10, 'M': 2**20, 'G': 2**30}.get(s[-1:], 1))
         except (OSError, ValueError): pass
-    return best or 32 * 2**20
+    return min(best or LLC_CAP, LLC_CAP)
 
 CACHE_SHARE = 4   # on the CPU, a chunk's largest activation takes at most 1/CACHE_SHARE of the last-level cache
 MIN_CHUNK = 32    # ... but a chunk has at least this many images (a floor on the per-chunk overhead)

@@ -46,9 +46,13 @@ def _sum(x):
     "Per-channel sum of `x` (N, C, ...), float64: float32 sums over the contiguous spatial dims, then float64 over the batch."
     return (x.sum(tuple(range(2, x.dim()))) if x.dim() > 2 else x).double().sum(0)
 
+def _channels_last(x): return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
 def _sumsq(x):
-    "Per-channel sum of squares, as `_sum`."
-    return (torch.linalg.vector_norm(x, 2, tuple(range(2, x.dim()))).double().square() if x.dim() > 2 else x.double().square()).sum(0)
+    "Per-channel sum of squares, as `_sum` (in channels_last, squares summed directly: a norm over strided dims is 5-20x slower there)."
+    if x.dim() <= 2: return x.double().square().sum(0)
+    sp = tuple(range(2, x.dim()))
+    return (x.square().sum(sp).double() if _channels_last(x) else torch.linalg.vector_norm(x, 2, sp).double().square()).sum(0)
 
 def _moments(x, dims, n):
     "Per-channel mean and variance (float64) from the raw moments; the channels to recompute exactly."
