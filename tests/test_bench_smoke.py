@@ -43,3 +43,13 @@ def test_bench_floor_smoke(tmp_path):
     for s in ('eval NCHW fp32', 'eval channels_last bf16', 'eval predict() default', 'torch update_bn', 'goal:',
               'recalibrate_bn() default / update_bn', 'recalibration by chunk size', 'bf16 statistics', 'bf16 accuracy'):
         assert s in text, (s, text)
+
+
+def test_bench_sweep_smoke(tmp_path):
+    out = tmp_path / 'sweep.txt'
+    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_sweep.py'), '--smoke', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    for s in ('bench_sweep', 'dense reference reused', 'bn_only', 'asr', 'x forward', 'goal: the slowest channel-wise repair / forward'):
+        assert s in text, (s, text)
