@@ -369,4 +369,5 @@ d = { 'settings': { 'branch': 'main',
             'asr_lit.utils': { 'asr_lit.utils.default_device': ('utils.html#default_device', 'asr_lit/utils.py'),
                                'asr_lit.utils.full_run': ('utils.html#full_run', 'asr_lit/utils.py'),
                                'asr_lit.utils.maybe_progress': ('utils.html#maybe_progress', 'asr_lit/utils.py'),
+                               'asr_lit.utils.run_budget': ('utils.html#run_budget', 'asr_lit/utils.py'),
                                'asr_lit.utils.show_progress': ('utils.html#show_progress', 'asr_lit/utils.py')}}}

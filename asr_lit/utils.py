@@ -4,12 +4,12 @@
 
 # %% ../nbs/00a_utils.ipynb #2c4d8cb4
 from __future__ import annotations
-import os
+import math, os
 import torch
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['default_device', 'show_progress', 'maybe_progress', 'full_run']
+__all__ = ['default_device', 'show_progress', 'maybe_progress', 'full_run', 'run_budget']
 
 # %% ../nbs/00a_utils.ipynb #db37039d
 def default_device() -> torch.device:
@@ -29,3 +29,14 @@ def maybe_progress(it, progress:bool|None=None, **kw):
 def full_run() -> bool:
     "Whether a notebook runs its full configuration (hours): not under `nbdev_test` (`IN_TEST`) nor with `ASR_LIT_SMALL=1`, which run the small CI one."
     return os.environ.get('ASR_LIT_SMALL') != '1' and 'IN_TEST' not in os.environ
+
+# %% ../nbs/00a_utils.ipynb #budget02
+def run_budget(default:float=math.inf, # minutes when `ASR_LIT_BUDGET_MIN` is not set (no limit)
+              ) -> float:
+    "Minutes one run of a resumable grid may start new rows for: `ASR_LIT_BUDGET_MIN`, else `default`."
+    v = os.environ.get('ASR_LIT_BUDGET_MIN')
+    if v is None or v.strip() == '': return default
+    try: b = float(v)
+    except ValueError: raise ValueError(f"ASR_LIT_BUDGET_MIN={v!r} is not a number of minutes; set it to e.g. 60, or unset it for no limit") from None
+    if math.isnan(b) or b < 0: raise ValueError(f"ASR_LIT_BUDGET_MIN={v!r} must be >= 0 minutes (0: measure one row, then stop)")
+    return b
