@@ -24,6 +24,7 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+dist_requirements = shlex.split(cfg.get('dist_requirements', ''))   # the sweep on a Dask cluster (asr_lit.sweep.dask_executor)
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -37,7 +38,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['asr_lit', 'asr_lit.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements },
+    extras_require={ 'dev': dev_requirements, 'dist': dist_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

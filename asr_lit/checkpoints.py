@@ -13,7 +13,7 @@ from .models import MODELS, CifarResNet, create_model
 
 # %% auto #0
 __all__ = ['AKAMASTER_URL', 'PRETRAINED_CIFAR', 'load_pretrained_cifar_resnet', 'save_checkpoint', 'load_checkpoint',
-           'weights_dir', 'available_models', 'load_model']
+           'weights_dir', 'available_models', 'load_model', 'weights_sha256']
 
 # %% ../nbs/01a_checkpoints.ipynb #cc069afa
 AKAMASTER_URL = 'https://github.com/akamaster/pytorch_resnet_cifar10'
@@ -140,3 +140,16 @@ def load_model(name:str, # a key of `MODELS` (or the stem of a checkpoint in `we
             f"`save_checkpoint(model, {str(path)!r}, arch={name!r}, half=True, data=..., accuracy=...)`, "
             f"or point the environment variable ASR_LIT_WEIGHTS at a folder that has {name}.safetensors and its .json card.")
     return load_checkpoint(path, arch=name if name in MODELS else None)[0]
+
+# %% ../nbs/01a_checkpoints.ipynb #wsha0002
+def weights_sha256(name:str, # what `load_model` accepts
+                  ) -> str:
+    "The sha256 of the weights `load_model(name)` loads (verified there at every load)."
+    if name in PRETRAINED_CIFAR:
+        root = shared_dir()/'weights'/'cifar10-resnet-akamaster'
+        files = sorted(root.glob(f'{name}-*.th'))
+        if len(files) != 1: raise FileNotFoundError(f"expected one {name}-<hash>.th in {root}, found {len(files)}")
+        return _sha256(files[0])
+    card = weights_dir()/f'{name}.json'
+    if not card.is_file(): raise FileNotFoundError(f"no card {card} for {name!r}; trained now: {', '.join(available_models())}")
+    return json.loads(card.read_text())['sha256']

@@ -10,7 +10,7 @@ import torch
 import pandas as pd
 from fastcore.script import call_parse, Param, store_true
 from .corrections import save_repaired, load_repaired, _card
-from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure
+from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure, local_pool, dask_executor
 
 # %% auto #0
 __all__ = ['demo_table', 'asr_demo', 'asr_repair', 'asr_sweep', 'asr_plot']
@@ -141,12 +141,17 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
               n_test:int=None, # stratified test subset (0: the whole test set; default: 2000 on the CPU, the whole set on CUDA)
               dataset:str='cifar10', # cifar10 or imagenette
               device:str=None, # cpu or cuda (default: CUDA when present)
+              workers:int=0, # worker processes on this machine, each with its share of the cores (0: run in this process)
+              scheduler:str=None, # a Dask scheduler address such as tcp://10.0.0.5:8786 (needs `pip install "asr_lit[dist]"`); workers: `dask worker ADDRESS --nthreads 1`
+              threads:int=None, # torch threads per worker (default: the cores shared out locally, 1 per Dask task)
              ):
-    "Run a resumable sweep into a CSV (one row per run)."
+    "Run a resumable sweep into a CSV (one row per run), here or on many workers; only this process writes the CSV."
     from asr_lit.models import MODELS
     from asr_lit.prune import SPARSITY_KINDS
     from asr_lit.methods import get_method
     try:
+        if workers < 0: raise ValueError(f"--workers must be >= 0, got {workers}")
+        if workers and scheduler: raise ValueError("give --workers (processes here) or --scheduler (a Dask cluster), not both")
         sp = _floats(sparsities)
         if any(not 0 <= s < 1 for s in sp): raise ValueError(f"sparsities must be in [0, 1); got {sparsities}")
         for a in archs.split(','):
@@ -158,8 +163,11 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
         grid = sweep_grid(tuple(archs.split(',')), sp, tuple(kinds.split(',')), tuple(methods.split(',')),
                           tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset)
         print(f"{len(pending_runs(grid, csv))} of {len(grid)} runs to do -> {csv}")
-        run_sweep(grid, csv, device=device, progress=True)
-    except (ValueError, FileNotFoundError) as e:
+        ex = dask_executor(scheduler, threads) if scheduler else local_pool(workers, threads) if workers else None
+        try: run_sweep(grid, csv, device=device, progress=True, executor=ex, threads=threads)
+        finally:
+            if ex is not None: ex.shutdown()
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:
         print(f"asr_sweep: error: {e}", file=sys.stderr); sys.exit(2)
 
 @call_parse

@@ -4,7 +4,8 @@
 
 # %% ../nbs/20_sweep.ipynb #01965bb1
 from __future__ import annotations
-import itertools, time
+import itertools, multiprocessing, os, time
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from pathlib import Path
 import pandas as pd
 import torch
@@ -12,8 +13,8 @@ from .evaluate import DEFAULT_METHODS, _by_depth, sparsity_figure
 from .rules.asr import PAPER_90
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'sweep_figure', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_table', 'ordering', 'sweep_facts',
-           'sweep_summary']
+__all__ = ['SWEEP_KEYS', 'UNIT_KEYS', 'sweep_figure', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_units', 'local_pool',
+           'dask_executor', 'sweep_table', 'ordering', 'sweep_facts', 'sweep_summary']
 
 # %% ../nbs/20_sweep.ipynb #20e7b46e
 SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test']
@@ -57,36 +58,103 @@ def _load_data(name, n_test):
     if n_test is not None and n_test > 0 and n_test < len(test): test = data.stratified_subset(test, n_test, seed=0)
     return train, test
 
+def _measure(r:dict, cache:dict, device) -> dict:
+    "One run of a sweep: the row's settings with its results. `cache` keeps the data sets, one dense model and what its runs share."
+    from asr_lit.checkpoints import load_model, weights_sha256
+    from asr_lit.evaluate import compare_methods
+    n_test = None if r['n_test'] < 0 else r['n_test']
+    data = cache.setdefault('data', {})
+    if (r['dataset'], n_test) not in data: data[r['dataset'], n_test] = _load_data(r['dataset'], n_test)
+    if cache.get('arch') != r['arch']:   # one dense model in memory; what was measured on an earlier copy of it is dropped
+        cache.update(arch=r['arch'], dense=load_model(r['arch']).to(device), sha=weights_sha256(r['arch']), reuse={})
+    train, test = data[r['dataset'], n_test]
+    shared = cache['reuse'].setdefault((r['dataset'], r['n_test'], r['kind'], r['n_calib']), {})
+    out = compare_methods(cache['dense'], train, test, (r['sparsity'],), (r['method'],), (r['seed'],), r['n_calib'], kind=r['kind'],
+                          device=device, progress=False, reuse=shared)
+    return dict(r, **out.iloc[0][['dense_acc', 'acc', 'repair_s', 'device']].to_dict(), data_source=test.source, weights_sha256=cache['sha'])
+
+def _append(csv:Path, rows:list[dict]):
+    "Append result rows to `csv` (the driver is its only writer), in the column order of its header."
+    df = pd.DataFrame(rows)
+    if csv.exists():
+        head = list(pd.read_csv(csv, nrows=0).columns)
+        if new := [c for c in df.columns if c not in head]:   # a column newer than the file (weights_sha256): rewrite it with the column, empty in older rows
+            tmp = csv.with_suffix('.tmp'); pd.read_csv(csv).reindex(columns=head + new).to_csv(tmp, index=False); os.replace(tmp, csv)
+            head += new
+        df = df.reindex(columns=head)
+    df.to_csv(csv, mode='a', header=not csv.exists(), index=False)
+
 def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
               csv:str|Path, # results CSV, appended to; existing rows are skipped
               device=None, # where to run (default: CUDA when present)
               progress:bool|None=None, # progress bar over runs (default: on, except under tests)
+              executor:Executor|None=None, # run units of work there (`local_pool`, `dask_executor`); `None`: one by one in this process
+              threads:int|None=None, # torch threads per unit of work (default: the executor's `threads_per_worker`, else torch's own)
              ) -> pd.DataFrame:
     """Run every pending row of `grid` with `compare_methods`, appending each result to `csv`; returns the whole CSV.
     Runs of one model, data set, sparsity kind and calibration size share one `reuse` dict: its dense accuracy, the
     dense reference of each draw and the unrepaired accuracy of each sparsity are measured once."""
-    from asr_lit.checkpoints import load_model
     from asr_lit.methods import get_method
-    from asr_lit.evaluate import compare_methods
     from asr_lit.utils import default_device, maybe_progress
     for m in grid.method.unique(): get_method(m)
-    device = torch.device(device) if device else default_device()
+    device = str(torch.device(device) if device else default_device())
     todo, csv = pending_runs(grid, csv), Path(csv)
-    data, dense, reuse = {}, {}, {}
-    for r in maybe_progress(list(todo.itertuples(index=False)), progress):
-        n_test = None if r.n_test < 0 else r.n_test
-        if (r.dataset, n_test) not in data: data[r.dataset, n_test] = _load_data(r.dataset, n_test)
-        if r.arch not in dense:   # one dense model in memory; what was measured on an earlier copy of it is dropped
-            dense.clear(); dense[r.arch] = load_model(r.arch).to(device)
-            reuse = {k: v for k, v in reuse.items() if k[0] != r.arch}
-        train, test = data[r.dataset, n_test]
-        shared = reuse.setdefault((r.arch, r.dataset, r.n_test, r.kind, r.n_calib), {})
-        out = compare_methods(dense[r.arch], train, test, (r.sparsity,), (r.method,), (r.seed,), r.n_calib, kind=r.kind,
-                              device=device, progress=False, reuse=shared)
-        row = dict(r._asdict(), **out.iloc[0][['dense_acc', 'acc', 'repair_s', 'device']].to_dict(), data_source=test.source)
-        pd.DataFrame([row]).to_csv(csv, mode='a', header=not csv.exists(), index=False)
-    return pd.read_csv(csv)
+    if executor is not None: return _run_parallel(todo, csv, device, progress, executor, threads)
+    if threads: torch.set_num_threads(threads)
+    cache = {}
+    for r in maybe_progress(todo.to_dict('records'), progress): _append(csv, [_measure(r, cache, device)])
+    return pd.read_csv(csv) if csv.exists() else todo.iloc[:0]
 
+
+# %% ../nbs/20_sweep.ipynb #dist0002
+UNIT_KEYS = ['dataset', 'arch', 'kind', 'n_calib', 'n_test', 'seed']
+
+def sweep_units(todo:pd.DataFrame, # pending runs (`pending_runs`)
+               ) -> list[pd.DataFrame]:
+    "The runs of `todo` cut into units of work: one model, data set, sparsity kind, calibration size and draw each."
+    return [] if todo.empty else [u for _, u in todo.groupby(UNIT_KEYS, sort=False)]
+
+_CACHE = {}   # a worker process's data sets and dense model, kept from one unit to the next
+
+def _run_unit(rows:list[dict], device:str, threads:int|None=None) -> list[dict]:
+    "Measure one unit of work (in a worker): settings in, result rows out."
+    if threads: torch.set_num_threads(threads)
+    return [_measure(r, _CACHE, device) for r in rows]
+
+# %% ../nbs/20_sweep.ipynb #dist0004
+def _run_parallel(todo, csv, device, progress, executor, threads):
+    from asr_lit.utils import maybe_progress
+    threads = threads or getattr(executor, 'threads_per_worker', None)
+    futures = [executor.submit(_run_unit, u.to_dict('records'), device, threads) for u in sweep_units(todo)]
+    failed = []
+    for f in maybe_progress(as_completed(futures), progress, total=len(futures)):
+        try: _append(csv, f.result())
+        except Exception as e: failed.append(e)
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(futures)} units of work failed (first: {failed[0]!r}); the runs of the others are "
+                           f"in {csv}: run the sweep again to do the rest (rows already there are skipped)") from failed[0]
+    return pd.read_csv(csv) if csv.exists() else todo.iloc[:0]
+
+# %% ../nbs/20_sweep.ipynb #dist0005
+def local_pool(workers:int=2, # worker processes
+               threads:int|None=None, # torch threads each (default: this machine's cores shared out, at least 1)
+              ) -> ProcessPoolExecutor:
+    "Worker processes on this machine, spawned fresh (no thread pool of the parent inherited), each with its share of the cores."
+    if workers < 1: raise ValueError(f"workers must be >= 1, got {workers}")
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'))
+    pool.threads_per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+    return pool
+
+def dask_executor(address:str|None=None, # a Dask scheduler, e.g. 'tcp://10.0.0.5:8786'; `None`: a local cluster, one worker per core
+                  threads:int|None=None, # torch threads per task (default 1: start workers with `--nthreads 1` and one per core)
+                 ):
+    "A `concurrent.futures` executor on a Dask cluster (`pip install 'asr_lit[dist]'`); tasks of a worker that dies run again elsewhere."
+    try: from distributed import Client, LocalCluster
+    except ImportError: raise ImportError("dask_executor needs Dask distributed: pip install 'asr_lit[dist]' (or use local_pool)") from None
+    client = Client(address) if address else Client(LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True))
+    ex = client.get_executor()
+    ex.threads_per_worker, ex.client = threads or 1, client
+    return ex
 
 # %% ../nbs/20_sweep.ipynb #27a3b04d
 def sweep_table(results:pd.DataFrame, # sweep CSV contents

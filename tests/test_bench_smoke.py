@@ -53,3 +53,14 @@ def test_bench_sweep_smoke(tmp_path):
     text = out.read_text()
     for s in ('bench_sweep', 'dense reference reused', 'bn_only', 'asr', 'x forward', 'goal: the slowest channel-wise repair / forward'):
         assert s in text, (s, text)
+
+
+@pytest.mark.skipif(not any(AKA.glob('resnet20-*.th')), reason=f"no akamaster weights in {AKA}")
+def test_bench_dist_smoke(tmp_path):
+    out = tmp_path / 'dist.txt'
+    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_dist.py'), '--smoke', '--out', str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    for s in ('runs/min', 'this process', '1 worker x', 'workers x 1 thread', 'rows equal across the three: True', 'load average'):
+        assert s in text, (s, text)

@@ -68,6 +68,8 @@ def test_committed_csvs_are_consistent():
     assert not df.duplicated(SWEEP_KEYS).any()
     assert (df.groupby(['arch', 'n_test']).dense_acc.nunique() == 1).all()
     assert (df[df.method == 'none'].groupby(['arch', 'kind', 'sparsity']).acc.nunique() == 1).all()
+    from asr_lit.checkpoints import weights_sha256   # every row names the weights it was measured on, and they are the ones here
+    assert df.weights_sha256.notna().all() and (df.weights_sha256 == df.arch.map({a: weights_sha256(a) for a in df.arch.unique()})).all()
     rec = pd.read_csv(RECON_CSV)
     assert not rec.duplicated(['net', 'sparsity', 'kind', 'method', 'seed']).any()
 

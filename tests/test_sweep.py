@@ -47,8 +47,23 @@ def test_interrupted_sweep_resumes(tmp_path):
     none = done[done.method == 'none']
     assert none.acc.nunique() == 1 and (none.repair_s == 0).all()            # no calibration: one evaluation
     assert done.acc.between(0, 1).all() and (done.dense_acc > 0.5).all()
+    from asr_lit.checkpoints import weights_sha256
+    assert (done.weights_sha256 == weights_sha256('resnet20')).all()
     t = sweep_table(done, 0.8)
     assert list(t.index) == ['resnet20'] and set(t.columns) == {'none', 'bn_only'}
+
+
+def test_append_extends_an_older_header(tmp_path):
+    "A CSV begun before a column existed (weights_sha256) gets it, empty in its old rows; nothing is dropped or shifted."
+    from asr_lit.sweep import _append
+    csv = tmp_path/'old.csv'
+    pd.DataFrame([dict(arch='resnet20', acc=0.5)]).to_csv(csv, index=False)
+    _append(csv, [dict(acc=0.7, arch='resnet56', weights_sha256='ab')])
+    _append(csv, [dict(arch='resnet32', acc=0.6, weights_sha256='cd')])
+    df = pd.read_csv(csv)
+    assert list(df.columns) == ['arch', 'acc', 'weights_sha256'] and list(df.arch) == ['resnet20', 'resnet56', 'resnet32']
+    assert list(df.acc) == [0.5, 0.7, 0.6] and df.weights_sha256.isna().tolist() == [True, False, False]
+    assert not (tmp_path/'old.tmp').exists()
 
 
 @pytest.mark.parametrize('args,msg', [
@@ -56,6 +71,8 @@ def test_interrupted_sweep_resumes(tmp_path):
     (['--archs', 'resnet20,resnet1000'], 'unknown architecture'),
     (['--kinds', 'diagonal'], 'unknown sparsity kind'),
     (['--methods', 'none,magic'], 'unknown repair method'),
+    (['--workers', '-1'], '--workers must be >= 0'),
+    (['--workers', '2', '--scheduler', 'tcp://127.0.0.1:8786'], 'not both'),
     (['--dataset', 'mnist', '--archs', 'resnet20', '--sparsities', '0.5', '--methods', 'none', '--seeds', '0'], 'unknown dataset'),
 ])
 def test_sweep_bad_arguments(tmp_path, args, msg):
