@@ -9,6 +9,14 @@ ROOT = Path(__file__).resolve().parents[1]
 AKA = shared_dir() / 'weights' / 'cifar10-resnet-akamaster'
 
 
+def bench(script, out, *args):
+    "Run `benchmarks/<script>` with `args` and `--out out`; the report it wrote (the run must exit 0)."
+    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / script), *args, '--out', str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out.read_text()
+
+
 @pytest.mark.skipif(not any(AKA.glob('resnet20-*.th')), reason=f"no akamaster weights in {AKA}")
 def test_bench_smoke(tmp_path):
     out = tmp_path / 'smoke.txt'
@@ -47,10 +55,7 @@ def test_bench_floor_smoke(tmp_path):
 
 def test_bench_sweep_smoke(tmp_path):
     out = tmp_path / 'sweep.txt'
-    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_sweep.py'), '--smoke', '--out', str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    text = out.read_text()
+    text = bench('bench_sweep.py', out, '--smoke')
     for s in ('bench_sweep', 'dense reference reused', 'bn_only', 'asr', 'x forward', 'goal: the slowest channel-wise repair / forward'):
         assert s in text, (s, text)
 
@@ -58,9 +63,6 @@ def test_bench_sweep_smoke(tmp_path):
 @pytest.mark.skipif(not any(AKA.glob('resnet20-*.th')), reason=f"no akamaster weights in {AKA}")
 def test_bench_dist_smoke(tmp_path):
     out = tmp_path / 'dist.txt'
-    p = subprocess.run([sys.executable, str(ROOT / 'benchmarks' / 'bench_dist.py'), '--smoke', '--out', str(out)],
-                       capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    text = out.read_text()
+    text = bench('bench_dist.py', out, '--smoke')
     for s in ('runs/min', 'this process', '1 worker x', 'workers x 1 thread', 'rows equal across the three: True', 'load average'):
         assert s in text, (s, text)
