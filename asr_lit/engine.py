@@ -12,13 +12,48 @@ import pandas as pd
 from .sites import Site, find_sites, batchnorms, SITE_KINDS
 from .models import clone_model
 from .stats import ChannelStats, StreamingStats, DEAD_VAR
-from .methods import Method, METHODS, RECAL_ORDERS, get_method
 from .corrections import wrap_sites, corrected_modules, fold_corrections
 from .passes import _NO_BN, _Plan, _plan, _recal_pass, _Collect, _observe_pass, run_pass
 
 # %% auto #0
-__all__ = ['MIN_CALIB', 'check_same_structure', 'check_calib', 'DenseReference', 'dense_reference', 'dense_site_stats',
-           'RepairReport', 'repair']
+__all__ = ['Rule', 'RECAL_ORDERS', 'METHODS', 'MIN_CALIB', 'Method', 'register_method', 'get_method', 'check_same_structure',
+           'check_calib', 'DenseReference', 'dense_reference', 'dense_site_stats', 'RepairReport', 'repair']
+
+# %% ../nbs/04_engine.ipynb #093fe9d2
+Rule = Callable[..., tuple]   # rule(dense:ChannelStats, pruned:ChannelStats, **opts) -> (scale, shift), each (C,) (shift may be None)
+RECAL_ORDERS = ('before', 'after', 'none')
+
+@dataclass
+class Method:
+    "A named repair method: a rule (None = no correction) and its default site and recalibration order."
+    name:str
+    rule:Rule|None
+    site:str|None='block'
+    recal:str='before'
+    doc:str=''
+    stage:Callable|None=None # run first on the pruned copy: `stage(model, dense, calib) -> (model, report)` (least-squares reconstruction)
+
+METHODS:dict[str, Method] = {m.name: m for m in [   # the registry; 19_methods adds every method with a rule
+    Method('none', None, None, 'none', 'no repair: the pruned model as it is'),
+    Method('bn_only', None, None, 'before', 'BN-only recalibration (REFLOW): recompute every BatchNorm on the calibration set')]}
+
+# %% ../nbs/04_engine.ipynb #20825dd6
+def register_method(method:Method|str, # a `Method`, or the name `repair(method=...)` accepts
+                    rule:Rule|None=None, # with a name: `rule(dense:ChannelStats, pruned:ChannelStats, **opts) -> (scale, shift)`; `rule.needs_pairs = True` adds `pruned.cov`
+                    site:str|None='block', # default site kind
+                    recal:str='before', # default recalibration order
+                    doc:str='', # one line for tables and `--help`
+                   ) -> Method:
+    "Add a method to the registry (or pass a `Method` to `repair` and leave the registry alone)."
+    m = method if isinstance(method, Method) else Method(method, rule, site, recal, doc)
+    if m.recal not in RECAL_ORDERS: raise ValueError(f"recal must be one of {RECAL_ORDERS}, got {m.recal!r}")
+    METHODS[m.name] = m
+    return m
+
+def get_method(name:str) -> Method:
+    "The registered method called `name`."
+    if name not in METHODS: raise ValueError(f"unknown repair method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]
 
 # %% ../nbs/04_engine.ipynb #1e85ed55
 MIN_CALIB = 16  # fewer images give BatchNorm variances too noisy to recalibrate with

@@ -85,7 +85,7 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     from asr_lit.prune import prune_model
     from asr_lit.engine import repair, dense_reference
     from asr_lit.data import calib_sample
-    from asr_lit.methods import get_method
+    from asr_lit.engine import get_method
     for s in sparsities:  # fail before hours of work, not in the middle
         if not (isinstance(s, (int, float)) and 0 <= s < 1): raise ValueError(f"sparsity must be in [0, 1); got {s!r}")
     for m in methods: get_method(m)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from .engine import Rule, RECAL_ORDERS, Method, METHODS, register_method, get_method
 from .rules.layerwise import layerwise_rule
 from .rules.channelwise import naive_rule, mean_std_rule
 from .rules.asr import asr_rule
@@ -15,25 +15,10 @@ from .reconstruct import lsq_reconstruct
 
 
 # %% auto #0
-__all__ = ['Rule', 'RECAL_ORDERS', 'METHODS', 'Method', 'register_method', 'get_method']
+__all__ = ['BUILTIN_METHODS']
 
 # %% ../nbs/19_methods.ipynb #74b25948
-Rule = Callable[..., tuple]
-RECAL_ORDERS = ('before', 'after', 'none')
-
-@dataclass
-class Method:
-    "A named repair method: a rule (None = no correction) and its default site and recalibration order."
-    name:str
-    rule:Rule|None
-    site:str|None='block'
-    recal:str='before'
-    doc:str=''
-    stage:Callable|None=None # run first on the pruned copy: `stage(model, dense, calib) -> (model, report)` (least-squares reconstruction)
-
-METHODS:dict[str, Method] = {m.name: m for m in [
-    Method('none', None, None, 'none', 'no repair: the pruned model as it is'),
-    Method('bn_only', None, None, 'before', 'BN-only recalibration (REFLOW): recompute every BatchNorm on the calibration set'),
+BUILTIN_METHODS:list[Method] = [   # every method with a rule, in the order tables show them
     Method('layerwise', layerwise_rule, 'block', 'before', 'layer-wise variance matching: one scalar per site, sqrt(sum v_d / sum v_p)'),
     Method('naive', naive_rule, 'block', 'before', 'naive channel-wise matching: gamma_hat = sqrt(v_d/v_p) per channel'),
     Method('mean_std', mean_std_rule, 'block', 'before', 'REPAIR-style per-channel mean and std matching'),
@@ -55,20 +40,6 @@ METHODS:dict[str, Method] = {m.name: m for m in [
     Method('lsq_dense_mean_std', mean_std_rule, 'block', 'before', 'lsq_dense, then mean+std matching at block outputs',
            stage=partial(lsq_reconstruct, target='dense')),
     Method('lsq_dense_asr', asr_rule, 'block', 'before', 'lsq_dense, then ASR at block outputs', stage=partial(lsq_reconstruct, target='dense')),
-]}
+]
+for _m in BUILTIN_METHODS: register_method(_m)
 
-def register_method(name:str, # the name `repair(method=...)` accepts
-                    rule:Rule|None, # `rule(dense:ChannelStats, pruned:ChannelStats, **opts) -> (scale, shift)`; `rule.needs_pairs = True` adds `pruned.cov`
-                    site:str|None='block', # default site kind
-                    recal:str='before', # default recalibration order
-                    doc:str='', # one line for tables and `--help`
-                   ) -> Method:
-    "Add a method of your own to the registry (or pass a `Method` to `repair` and leave the registry alone)."
-    METHODS[name] = Method(name, rule, site, recal, doc)
-    return METHODS[name]
-
-# %% ../nbs/19_methods.ipynb #9fa52d0f
-def get_method(name:str) -> Method:
-    "The registered method called `name`."
-    if name not in METHODS: raise ValueError(f"unknown repair method {name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[name]

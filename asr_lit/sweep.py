@@ -94,7 +94,7 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
     """Run every pending row of `grid` with `compare_methods`, appending each result to `csv`; returns the whole CSV.
     Runs of one model, data set, sparsity kind and calibration size share one `reuse` dict: its dense accuracy, the
     dense reference of each draw and the unrepaired accuracy of each sparsity are measured once."""
-    from asr_lit.methods import get_method
+    from asr_lit.engine import get_method
     from asr_lit.utils import default_device, maybe_progress
     for m in grid.method.unique(): get_method(m)
     device = str(torch.device(device) if device else default_device())

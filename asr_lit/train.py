@@ -4,11 +4,10 @@
 
 # %% auto #0
 __all__ = ['AUGMENTS', 'CARD_SUBSET', 'RECIPE', 'DATASETS', 'random_crop_flip', 'random_resized_crop_flip', 'native_bf16',
-           'train_precision', 'train_model', 'parse_sizes', 'subset_accuracy', 'card_test_set', 'train_checkpoint',
-           'asr_train']
+           'train_precision', 'train_model', 'parse_sizes', 'subset_accuracy', 'card_test_set', 'train_checkpoint']
 
 # %% ../nbs/06_train.ipynb #4d6e349f
-import argparse, json, math, platform, time
+import json, math, platform, time
 from pathlib import Path
 import pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -316,29 +315,3 @@ def train_checkpoint(arch:str, # a key of `MODELS`, e.g. 'resnet20', 'cifar_vgg1
     path.with_suffix('.json').write_text(json.dumps(card, indent=2) + '\n')
     state.unlink(missing_ok=True)  # the checkpoint is written: the run is over
     return card
-
-# %% ../nbs/06_train.ipynb #7f532203
-def asr_train(argv:list|None=None, # command-line arguments (default: `sys.argv[1:]`)
-             ):
-    "Command line: train a registry model on CIFAR-10 or Imagenette and save it with its card (see `train_checkpoint`); prints the result."
-    p = argparse.ArgumentParser(prog='asr_train', description='Train a CIFAR-10 or Imagenette model and save fp16 safetensors + card + log.')
-    p.add_argument('arch', help=f"a registry name: {', '.join(MODELS)} (the tv_ ones are ImageNet layouts, for --data imagenette)")
-    p.add_argument('--data', default='cifar10', choices=sorted(DATASETS), help='the training and test images (default cifar10)')
-    p.add_argument('--name', default=None, help='checkpoint stem (default <arch>-jpeg-s<seed>, or <arch>-imagenette128-s<seed>)')
-    p.add_argument('--epochs', type=int, default=None, help='passes over the training images (default: the length of --sizes, else 30)')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--n-train', type=int, default=None, help='stratified subset of the training split (default: all)')
-    p.add_argument('--out', default=None, help='output folder (default: weights_dir())')
-    p.add_argument('--device', default=None, help="'cpu' or 'cuda' (default: CUDA when present)")
-    p.add_argument('--precision', default='auto', choices=('auto', 'bf16', 'fp32'), help='bf16 autocast or fp32 (auto: bf16 where native)')
-    p.add_argument('--sizes', default=None, help="progressive resizing, side:epochs pairs such as 16:6,24:4,32:3 (default: the test side throughout, 32 or 128 px)")
-    p.add_argument('--resume', action='store_true', help='save the state after every epoch and go on from a saved state (<name>.resume.pt)')
-    p.add_argument('--note', default=None, help='a line for the card')
-    for k, v in RECIPE.items(): p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
-    a = p.parse_args(argv)
-    if a.arch not in MODELS: p.error(f"unknown arch {a.arch!r}; valid names: {', '.join(MODELS)}")
-    try: card = train_checkpoint(a.arch, a.name, a.epochs, a.seed, a.n_train, out_dir=a.out, device=a.device, precision=a.precision,
-                                 sizes=a.sizes, resume=a.resume, note=a.note, data=a.data, **{k: getattr(a, k) for k in RECIPE})
-    except (ValueError, TypeError, FileNotFoundError) as e: p.error(str(e))
-    print(f"{card['arch']}: test accuracy {100*card['accuracy']:.2f}% ({card['test_data']}) after {card['epochs']} epochs, "
-          f"{card['train_seconds']:.0f} s on {card['device']}; checkpoint, card and log in {a.out or weights_dir()}")

@@ -72,7 +72,7 @@ def test_cli_help_and_bad_arch():
     assert r.returncode == 2 and 'unknown arch' in r.stderr, r
     r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16x2'], capture_output=True, text=True)
     assert r.returncode == 2 and 'side:epochs pairs' in r.stderr, r
-    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--epochs', '3', '--sizes', '16:1,32:1', '--n-train', '64'], capture_output=True, text=True)
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--epochs', '3', '--sizes', '16:1,32:1', '--n_train', '64'], capture_output=True, text=True)
     assert r.returncode == 2 and 'one image side per epoch' in r.stderr, r
 
 CHECKPOINTS = sorted(p.stem for p in weights_dir().glob('*.safetensors'))
@@ -93,7 +93,7 @@ def test_checkpoint_reproduces_card(name):
     assert abs(got - want) <= 0.002, f"{name}: measured {100*got:.2f}%, card says {100*want:.2f}%"
 
 def test_cli_tiny_run_exits_zero(tmp_path):
-    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16:1,32:1', '--resume', '--n-train', '512', '--bs', '64', '--out', str(tmp_path),
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16:1,32:1', '--resume', '--n_train', '512', '--bs', '64', '--out', str(tmp_path),
                         '--device', 'cpu'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert 'test accuracy' in r.stdout and (tmp_path/'resnet20-jpeg-s0.safetensors').is_file()
