@@ -15,7 +15,7 @@ from .reconstruct import lsq_reconstruct
 
 
 # %% auto #0
-__all__ = ['BUILTIN_METHODS']
+__all__ = ['BUILTIN_METHODS', 'method_table']
 
 # %% ../nbs/19_methods.ipynb #74b25948
 BUILTIN_METHODS:list[Method] = [   # every method with a rule, in the order tables show them
@@ -43,3 +43,11 @@ BUILTIN_METHODS:list[Method] = [   # every method with a rule, in the order tabl
 ]
 for _m in BUILTIN_METHODS: register_method(_m)
 
+
+# %% ../nbs/19_methods.ipynb #6086d2d6
+def method_table(methods:dict|None=None, # name -> `Method` (default: the registry, `METHODS`)
+                ) -> 'pd.DataFrame':
+    "One row per method: its name, site kind, recalibration order, stage (before any site is measured) and description."
+    import pandas as pd
+    def stage(m): return '' if m.stage is None else getattr(m.stage, 'func', m.stage).__name__ + ''.join(f' {k}={v}' for k, v in getattr(m.stage, 'keywords', {}).items())
+    return pd.DataFrame([dict(method=m.name, site=m.site, recal=m.recal, stage=stage(m), doc=m.doc) for m in (methods or METHODS).values()])
