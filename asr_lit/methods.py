@@ -44,7 +44,7 @@ BUILTIN_METHODS:list[Method] = [   # every method with a rule, in the order tabl
 for _m in BUILTIN_METHODS: register_method(_m)
 
 
-# %% ../nbs/19_methods.ipynb #6086d2d6
+# %% ../nbs/19_methods.ipynb #743ea8fb
 def method_table(methods:dict|None=None, # name -> `Method` (default: the registry, `METHODS`)
                 ) -> 'pd.DataFrame':
     "One row per method: its name, site kind, recalibration order, stage (before any site is measured) and description."

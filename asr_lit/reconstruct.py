@@ -39,8 +39,10 @@ def _cols(m, x):
     return [u[:, g*d:(g+1)*d] for g in range(m.groups)]
 
 def _xxt(a, b):
-    "sum_n a_n b_n^T over a batch of (fan_in, positions) matrices, in float64."
-    return torch.bmm(a, b.transpose(1, 2)).sum(0).double() if a.shape[0] > 1 else (a[0] @ b[0].T).double()
+    "sum_n a_n b_n^T over a batch of (fan_in, positions) matrices: one float32 product over every row, returned in float64."
+    if a.shape[0] == 1: return (a[0] @ b[0].T).double()
+    flat = lambda t: t.transpose(0, 1).reshape(t.shape[1], -1)   # (fan_in, images*positions): a batched product would hold a d x d matrix per image
+    return (flat(a) @ flat(b).T).double()
 
 class GramStats:
     "Exact streamed moments of a layer's input rows `U`, per group (float64): the Gram `U^T U` and, with paired dense inputs, `U^T U_dense`."
@@ -86,14 +88,13 @@ def masked_ridge_solve(G:Tensor, # (d, d) Gram of the inputs, float64
                       ) -> tuple[Tensor, int]:
     "Per output `o`: `w_S = (G_SS + lam I)^-1 (C_S,o + lam prior_S,o)` on its kept set `S`, zero elsewhere; the (k, d) weights and how many solves needed a fallback."
     if ridge < 0: raise ValueError(f"ridge must be >= 0, got {ridge}")
-    d = G.shape[0]
     lam = ridge * G.diagonal().mean().clamp_min(0)
     W, fallbacks = torch.zeros(mask.shape, dtype=torch.float64), 0
-    eye = torch.eye(d, dtype=torch.float64)
     for o in range(mask.shape[0]):
         S = mask[o].nonzero().squeeze(1)
         if len(S) == 0: continue
-        A, b = G[S][:, S] + lam * eye[:len(S), :len(S)], C[S, o] + (lam * prior[o, S] if prior is not None else 0)
+        A = G[S[:, None], S]; A.diagonal().add_(lam)   # gathers |S|^2 entries: G[S][:, S] would copy |S| whole rows first
+        b = C[S, o] + (lam * prior[o, S] if prior is not None else 0)
         L, info = torch.linalg.cholesky_ex(A)
         if info == 0: W[o, S] = torch.cholesky_solve(b[:, None], L).squeeze(1)
         else: W[o, S] = torch.linalg.lstsq(A, b[:, None], driver='gelsd').solution.squeeze(1); fallbacks += 1  # singular: minimum norm

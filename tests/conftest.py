@@ -1,5 +1,8 @@
-import sys
+import os, sys
 from pathlib import Path
+if os.environ.get('PYTEST_XDIST_WORKER'):   # two workers on two cores: one thread each, in the worker and the notebooks and scripts it starts
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch; torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).parent))
 from rotation import commit_key, props_seed
 

@@ -373,14 +373,19 @@ PAGE_REPORT_JS = r"""
 
 @pytest.fixture(scope="module")
 def site() -> Path:
-    "The built site: runs .ci/docs (nbdev_docs with Quarto) when _docs/ is missing or older than its sources."
-    why = _stale()
-    if why:
-        print(f"building the docs: {why}")
-        r = subprocess.run(["bash", str(ROOT / ".ci" / "docs")], cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        if r.returncode == 3:
-            skip_or_fail(f"the docs site cannot be built without Quarto: {r.stderr.strip()}")
-        assert r.returncode == 0, f".ci/docs failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    """The built site: runs .ci/docs (nbdev_docs with Quarto) when _docs/ is missing or older than its sources. Under
+    pytest-xdist every worker that runs these checks gets here: a lock lets one build while the others wait for it."""
+    import fcntl, hashlib
+    lock = Path(tempfile.gettempdir()) / f"asr_lit-docs-{hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]}.lock"
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)   # released when the file closes
+        why = _stale()
+        if why:
+            print(f"building the docs: {why}")
+            r = subprocess.run(["bash", str(ROOT / ".ci" / "docs")], cwd=ROOT, capture_output=True, text=True, timeout=1800)
+            if r.returncode == 3:
+                skip_or_fail(f"the docs site cannot be built without Quarto: {r.stderr.strip()}")
+            assert r.returncode == 0, f".ci/docs failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     assert (DOCS / "index.html").exists(), "_docs/index.html was not built"
     return DOCS
 
