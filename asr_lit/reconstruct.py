@@ -30,19 +30,33 @@ def layer_rows(m:nn.Module, # an `nn.Conv2d` (zero padding) or `nn.Linear`
     return [u[:, g*d:(g+1)*d].transpose(1, 2).reshape(-1, d) for g in range(m.groups)]
 
 # %% ../nbs/18_reconstruction.ipynb #72120173
-def _cols(m, x):
-    "Per group, the layer's input as (images, fan_in, positions): im2col without the copy that `layer_rows` makes."
-    if isinstance(m, nn.Linear): return [x.reshape(-1, x.shape[-1]).T[None]]
+def _patches(m, x):
+    "The layer's input as a strided view: (images, C, out_h, out_w, kh, kw) patches for a convolution, (rows, in_features) for a linear layer."
+    if isinstance(m, nn.Linear): return x.reshape(-1, x.shape[-1])
     layer_rows(m, x[:0])                                              # the same checks
-    u = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)
-    d = u.shape[1] // m.groups
-    return [u[:, g*d:(g+1)*d] for g in range(m.groups)]
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = m.kernel_size, m.stride, m.dilation, m.padding
+    xp = F.pad(x, (pw, pw, ph, ph)).contiguous(memory_format=torch.channels_last)   # channels innermost: rows copy in runs of C
+    return xp.unfold(2, (kh-1)*dh + 1, sh).unfold(3, (kw-1)*dw + 1, sw)[..., ::dh, ::dw]
 
-def _xxt(a, b):
-    "sum_n a_n b_n^T over a batch of (fan_in, positions) matrices: one float32 product over every row, returned in float64."
-    if a.shape[0] == 1: return (a[0] @ b[0].T).double()
-    flat = lambda t: t.transpose(0, 1).reshape(t.shape[1], -1)   # (fan_in, images*positions): a batched product would hold a d x d matrix per image
-    return (flat(a) @ flat(b).T).double()
+def _positions(p): return p.shape[0] if p.dim() == 2 else p.shape[2] * p.shape[3]   # rows of a linear input; output positions per image
+
+def _rows(m, p, pos=None):
+    "Per group, (rows, fan_in) matrices from `_patches`, rows = images x positions (only the positions `pos`, when given), columns in (kh, kw, c) order: one copy."
+    if p.dim() == 2: return [p if pos is None else p[pos]]
+    if pos is not None: p = p[:, :, pos // p.shape[3], pos % p.shape[3]][:, :, :, None]   # (images, C, len(pos), 1, kh, kw)
+    cg = p.shape[1] // m.groups
+    return [p[:, g*cg:(g+1)*cg].permute(0, 2, 3, 4, 5, 1).reshape(-1, cg * p.shape[4] * p.shape[5]) for g in range(m.groups)]
+
+def _weight_order(m, d):
+    "The permutation that takes `_rows`' (kh, kw, c) columns to the weight's channel-major (c, kh, kw) order."
+    if isinstance(m, nn.Linear): return None
+    kh, kw = m.kernel_size
+    return torch.arange(d).reshape(kh, kw, d // (kh*kw)).permute(2, 0, 1).reshape(-1)
+
+def _xxt(a, b, order=None):
+    "a^T b for (rows, fan_in) matrices: one float32 product over every row (BLAS reads the transpose in place), in float64, rows and columns put in `order`."
+    g = (a.T @ b).double()
+    return g if order is None else g[order][:, order]
 
 class GramStats:
     "Exact streamed moments of a layer's input rows `U`, per group (float64): the Gram `U^T U` and, with paired dense inputs, `U^T U_dense`."
@@ -50,7 +64,7 @@ class GramStats:
     def add(self, m:nn.Module, # the layer
             x:Tensor, # one chunk of its input in the pruned model
             xd:Tensor|None=None, # the same images' input in the dense model (for `target='dense'`); always or never given
-            mem_mb:float=64., # im2col memory per step: images are unfolded this many MB at a time
+            mem_mb:float=64., # memory of the unfolded rows per step: images are unfolded this many MB at a time
             max_rows:int|None=None, # at most about this many rows (images x positions) from this call: positions subsampled
             seed:int=0, # the subsample's random positions (the same for the pruned and dense inputs)
            ) -> GramStats:
@@ -58,22 +72,24 @@ class GramStats:
         if self.paired is None: self.paired = xd is not None
         if self.paired != (xd is not None): raise ValueError("give a dense input with every chunk or with none")
         if max_rows is not None and max_rows < 1: raise ValueError(f"max_rows must be a positive number of rows or None, got {max_rows}")
-        per = max(_f32(x[:1]).numel() * _fan(m) // max(x.shape[1], 1), 1) * 4 / 2**20   # MB of im2col per image
+        per = max(_f32(x[:1]).numel() * _fan(m) // max(x.shape[1], 1), 1) * 4 / 2**20   # MB of unfolded rows per image
         step = max(1, int(mem_mb // max(per, 1e-9)))
         gen = torch.Generator().manual_seed(seed)
         for i in range(0, len(x), step):
-            U = _cols(m, _f32(x[i:i+step]))
-            Ud = _cols(m, _f32(xd[i:i+step])) if self.paired else [None]*len(U)
-            L, total = U[0].shape[2], len(x) * U[0].shape[2] * U[0].shape[0] / len(x[i:i+step])   # rows of this step, of the call
+            P = _patches(m, _f32(x[i:i+step]))
+            Pd = _patches(m, _f32(xd[i:i+step])) if self.paired else None
+            L = _positions(P)
+            total = len(x) * L * (P.shape[0] if P.dim() > 2 else 1) / len(x[i:i+step])   # rows of the whole call
+            pos = None
             if max_rows is not None and total > max_rows:   # the same random positions in every image of this step
-                idx = torch.randperm(L, generator=gen)[:max(1, math.ceil(L * max_rows / total))].sort().values
-                U, Ud = [u[:, :, idx] for u in U], [u[:, :, idx] if u is not None else None for u in Ud]
-            g = [_xxt(u, u) for u in U]
+                pos = torch.randperm(L, generator=gen)[:max(1, math.ceil(L * max_rows / total))].sort().values
+            U = _rows(m, P, pos); order = _weight_order(m, U[0].shape[1])
+            g = [_xxt(u, u, order) for u in U]
             self.G = g if self.G is None else [a + b for a, b in zip(self.G, g)]
             if self.paired:
-                h = [_xxt(u, ud) for u, ud in zip(U, Ud)]
+                h = [_xxt(u, ud, order) for u, ud in zip(U, _rows(m, Pd, pos))]
                 self.H = h if self.H is None else [a + b for a, b in zip(self.H, h)]
-            self.n += U[0].shape[0] * U[0].shape[2]
+            self.n += U[0].shape[0]
         return self
 
 def _f32(x): return x.detach().float()
