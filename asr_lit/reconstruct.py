@@ -142,7 +142,7 @@ def reconstruct_layer(m:nn.Module, # the pruned layer, its kept weights rewritte
     groups = getattr(m, 'groups', 1)
     new, info = [], dict(fallbacks=0, dead_inputs=0, err_before=0., err_after=0., ref=0.)
     for g, (G, Wd, M, Wp) in enumerate(zip(stats.G, _grouped(w_dense.double(), groups), _grouped(mask, groups),
-                                          _grouped((w * mask).double(), groups))):
+                                          _grouped((w.detach() * mask).double(), groups))):
         C = (G if target == 'local' else stats.H[g]) @ Wd.T
         W, fb = masked_ridge_solve(G, C, M, ridge, prior=Wd)
         info['fallbacks'] += fb; info['dead_inputs'] += int((G.diagonal() <= 0).sum())
