@@ -50,4 +50,4 @@ def method_table(methods:dict|None=None, # name -> `Method` (default: the regist
     "One row per method: its name, site kind, recalibration order, stage (before any site is measured) and description."
     import pandas as pd
     def stage(m): return '' if m.stage is None else getattr(m.stage, 'func', m.stage).__name__ + ''.join(f' {k}={v}' for k, v in getattr(m.stage, 'keywords', {}).items())
-    return pd.DataFrame([dict(method=m.name, site=m.site, recal=m.recal, stage=stage(m), doc=m.doc) for m in (methods or METHODS).values()])
+    return pd.DataFrame([dict(method=m.name, site=m.site, recal=m.recal, stage=stage(m), doc=m.doc) for m in (METHODS if methods is None else methods).values()])

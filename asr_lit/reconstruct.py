@@ -198,7 +198,7 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
                     layers:list[str]|None=None, # layers to re-solve (default `reconstructable_layers(pruned)`)
                     recal:bool=True, # recalibrate each BatchNorm from its (reconstructed) input as the pass reaches it
                     dense_recal:bool=True, # the dense reference (target 'dense') with its BatchNorms recalibrated on `calib` too
-                    mem_mb:float=64., # im2col memory per step when accumulating a Gram
+                    mem_mb:float=64., # memory of the unfolded rows per step when accumulating a Gram
                     max_fan_in:int=8192, # wider layers (a float64 Gram of more than 0.5 GB) keep their pruned weights: see the report
                     rows_per_weight:int|None=None, # None: every row (exact); else at most this many rows per input weight (`fan_in`) of a layer, positions subsampled
                    ) -> tuple[nn.Module, pd.DataFrame]:
