@@ -12,7 +12,7 @@ from fastcore.script import call_parse, Param, store_true
 from .train import RECIPE, DATASETS, train_checkpoint
 from .checkpoints import weights_dir
 from .corrections import save_repaired, load_repaired, _card
-from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure, local_pool, dask_executor
+from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure, local_pool, dask_executor, model_dataset
 
 # %% auto #0
 __all__ = ['demo_table', 'asr_demo', 'asr_repair', 'asr_sweep', 'asr_plot', 'asr_train']
@@ -134,21 +134,20 @@ def _markdown(df:pd.DataFrame) -> str:
 
 @call_parse
 def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there are skipped (resume)
-              archs:str='resnet20,resnet32,resnet44,resnet56', # comma-separated registered models with weights
+              archs:str='resnet20,resnet32,resnet44,resnet56', # comma-separated models with weights here (`available_models()`): pretrained ResNets, trained checkpoints
               sparsities:str='0.5,0.7,0.8,0.9,0.95', # comma-separated fractions in [0, 1)
               kinds:str='global', # comma-separated: global, uniform, nm, channel
               methods:str=','.join(DEFAULT_METHODS), # comma-separated repair methods
               seeds:str='0,1,2', # comma-separated calibration seeds
               n_calib:int=1024, # calibration images per draw
               n_test:int=None, # stratified test subset (0: the whole test set; default: 2000 on the CPU, the whole set on CUDA)
-              dataset:str='cifar10', # cifar10 or imagenette
+              dataset:str=None, # cifar10 or imagenette (default: each model's own, from its card)
               device:str=None, # cpu or cuda (default: CUDA when present)
               workers:int=0, # worker processes on this machine, each with its share of the cores (0: run in this process)
               scheduler:str=None, # a Dask scheduler address such as tcp://10.0.0.5:8786 (needs `pip install "asr_lit[dist]"`); workers: `dask worker ADDRESS --nthreads 1`
               threads:int=None, # torch threads per worker (default: the cores shared out locally, 1 per Dask task)
              ):
     "Run a resumable sweep into a CSV (one row per run), here or on many workers; only this process writes the CSV."
-    from asr_lit.models import MODELS
     from asr_lit.prune import SPARSITY_KINDS
     from asr_lit.engine import get_method
     try:
@@ -156,8 +155,7 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
         if workers and scheduler: raise ValueError("give --workers (processes here) or --scheduler (a Dask cluster), not both")
         sp = _floats(sparsities)
         if any(not 0 <= s < 1 for s in sp): raise ValueError(f"sparsities must be in [0, 1); got {sparsities}")
-        for a in archs.split(','):
-            if a not in MODELS: raise ValueError(f"unknown architecture {a!r}; choose from {', '.join(MODELS)}")
+        for a in archs.split(','): model_dataset(a)   # weights here, else a clear error (run_sweep checks the data set)
         for k in kinds.split(','):
             if k not in SPARSITY_KINDS: raise ValueError(f"unknown sparsity kind {k!r}; choose from {', '.join(SPARSITY_KINDS)}")
         for m in methods.split(','): get_method(m)

@@ -13,11 +13,22 @@ from .evaluate import DEFAULT_METHODS, _by_depth, sparsity_figure
 from .rules.asr import PAPER_90
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'UNIT_KEYS', 'sweep_figure', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_units', 'local_pool',
-           'dask_executor', 'sweep_table', 'ordering', 'sweep_facts', 'sweep_summary']
+__all__ = ['SWEEP_KEYS', 'UNIT_KEYS', 'sweep_figure', 'model_dataset', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_units',
+           'local_pool', 'dask_executor', 'sweep_table', 'ordering', 'sweep_facts', 'sweep_summary']
 
 # %% ../nbs/20_sweep.ipynb #20e7b46e
 SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test']
+
+def model_dataset(name:str, # what `load_model` accepts: a pretrained ResNet or a checkpoint with a card
+                 ) -> str:
+    "The data set `name` was trained on, and is measured on: CIFAR-10 for the pretrained ResNets, else its card's `dataset`."
+    import json
+    from asr_lit.checkpoints import PRETRAINED_CIFAR, available_models, weights_dir
+    if name in PRETRAINED_CIFAR: return 'cifar10'
+    card = weights_dir()/f'{name}.json'
+    if not card.is_file():
+        raise ValueError(f"no weights for {name!r} here; a sweep runs the models `available_models()` lists: {', '.join(available_models())}")
+    return json.loads(card.read_text()).get('dataset', 'cifar10')   # the cards that predate the field are CIFAR-10's
 
 def sweep_grid(archs=('resnet20', 'resnet56'), # registered model names with weights (see `available_models()`)
                sparsities=(0.5, 0.7, 0.8, 0.9, 0.95), # fractions removed (for 'nm' the sparsity is n/m, so only one run)
@@ -26,14 +37,15 @@ def sweep_grid(archs=('resnet20', 'resnet56'), # registered model names with wei
                seeds=(0, 1, 2), # calibration draws
                n_calib:int=1024, # calibration images per draw
                n_test:int|None=2000, # stratified test subset (None: whole test set)
-               dataset:str='cifar10', # dataset name
+               dataset:str|None=None, # 'cifar10' or 'imagenette' (default: each model's own, see `model_dataset`)
               ) -> pd.DataFrame:
     "The runs of a sweep, one row per setting (N:M gets a single sparsity, 0.5)."
     rows = []
     for a, k in itertools.product(archs, kinds):
+        ds = dataset or model_dataset(a)
         for s in ((0.5,) if k == 'nm' else sparsities):
             for m, sd in itertools.product(methods, seeds):
-                rows.append(dict(dataset=dataset, arch=a, kind=k, sparsity=float(s), method=m, seed=int(sd),
+                rows.append(dict(dataset=ds, arch=a, kind=k, sparsity=float(s), method=m, seed=int(sd),
                                  n_calib=int(n_calib), n_test=-1 if n_test is None else int(n_test)))
     return pd.DataFrame(rows, columns=SWEEP_KEYS)
 
@@ -57,6 +69,13 @@ def _load_data(name, n_test):
     else: raise ValueError(f"unknown dataset {name!r}; choose cifar10 or imagenette")
     if n_test is not None and n_test > 0 and n_test < len(test): test = data.stratified_subset(test, n_test, seed=0)
     return train, test
+
+def _check_models(todo:pd.DataFrame):
+    "Every model of `todo` has weights here and is measured on the data set it was trained on."
+    for a, ds in todo[['arch', 'dataset']].drop_duplicates().itertuples(index=False):
+        if ds not in ('cifar10', 'imagenette'): raise ValueError(f"unknown dataset {ds!r}; choose cifar10 or imagenette")
+        if (own := model_dataset(a)) != ds:
+            raise ValueError(f"{a!r} was trained on {own}, not {ds}: sweep it on its own data (dataset={own!r}, asr_sweep --dataset {own})")
 
 def _measure(r:dict, cache:dict, device) -> dict:
     "One run of a sweep: the row's settings with its results. `cache` keeps the data sets, one dense model and what its runs share."
@@ -99,6 +118,7 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
     for m in grid.method.unique(): get_method(m)
     device = str(torch.device(device) if device else default_device())
     todo, csv = pending_runs(grid, csv), Path(csv)
+    _check_models(todo)   # fail before hours of work, not in the middle
     if executor is not None: return _run_parallel(todo, csv, device, progress, executor, threads)
     if threads: torch.set_num_threads(threads)
     cache = {}

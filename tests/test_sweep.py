@@ -68,7 +68,8 @@ def test_append_extends_an_older_header(tmp_path):
 
 @pytest.mark.parametrize('args,msg', [
     (['--sparsities', '0.5,1.2'], '[0, 1)'),
-    (['--archs', 'resnet20,resnet1000'], 'unknown architecture'),
+    (['--archs', 'resnet20,resnet1000'], 'no weights for'),
+    (['--archs', 'resnet20', '--dataset', 'imagenette'], 'trained on cifar10, not imagenette'),
     (['--kinds', 'diagonal'], 'unknown sparsity kind'),
     (['--methods', 'none,magic'], 'unknown repair method'),
     (['--workers', '-1'], '--workers must be >= 0'),
