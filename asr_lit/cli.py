@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_cli.ipynb #bd9cb018
 from __future__ import annotations
-import sys, time
+import math, sys, time
 from pathlib import Path
 import torch
 import pandas as pd
@@ -146,6 +146,7 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
               workers:int=0, # worker processes on this machine, each with its share of the cores (0: run in this process)
               scheduler:str=None, # a Dask scheduler address such as tcp://10.0.0.5:8786 (needs `pip install "asr_lit[dist]"`); workers: `dask worker ADDRESS --nthreads 1`
               threads:int=None, # torch threads per worker (default: the cores shared out locally, 1 per Dask task)
+              budget_min:float=None, # start no new run (unit of work, with workers) after this many minutes; rerun to go on (default: no limit)
              ):
     "Run a resumable sweep into a CSV (one row per run), here or on many workers; only this process writes the CSV."
     from asr_lit.prune import SPARSITY_KINDS
@@ -164,7 +165,7 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
                           tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset)
         print(f"{len(pending_runs(grid, csv))} of {len(grid)} runs to do -> {csv}")
         ex = dask_executor(scheduler, threads) if scheduler else local_pool(workers, threads) if workers else None
-        try: run_sweep(grid, csv, device=device, progress=True, executor=ex, threads=threads)
+        try: run_sweep(grid, csv, device=device, progress=True, executor=ex, threads=threads, budget_min=math.inf if budget_min is None else budget_min)
         finally:
             if ex is not None: ex.shutdown()
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as e:

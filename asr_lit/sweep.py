@@ -4,7 +4,7 @@
 
 # %% ../nbs/20_sweep.ipynb #01965bb1
 from __future__ import annotations
-import itertools, multiprocessing, os, time
+import itertools, math, multiprocessing, os, time
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from pathlib import Path
 import pandas as pd
@@ -109,6 +109,7 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
               progress:bool|None=None, # progress bar over runs (default: on, except under tests)
               executor:Executor|None=None, # run units of work there (`local_pool`, `dask_executor`); `None`: one by one in this process
               threads:int|None=None, # torch threads per unit of work (default: the executor's `threads_per_worker`, else torch's own)
+              budget_min:float=math.inf, # start no new run (unit of work, with an executor) after this many minutes; at least one is done; rerun to go on
              ) -> pd.DataFrame:
     """Run every pending row of `grid` with `compare_methods`, appending each result to `csv`; returns the whole CSV.
     Runs of one model, data set, sparsity kind and calibration size share one `reuse` dict: its dense accuracy, the
@@ -119,10 +120,13 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
     device = str(torch.device(device) if device else default_device())
     todo, csv = pending_runs(grid, csv), Path(csv)
     _check_models(todo)   # fail before hours of work, not in the middle
-    if executor is not None: return _run_parallel(todo, csv, device, progress, executor, threads)
+    if executor is not None: return _run_parallel(todo, csv, device, progress, executor, threads, budget_min)
     if threads: torch.set_num_threads(threads)
-    cache = {}
-    for r in maybe_progress(todo.to_dict('records'), progress): _append(csv, [_measure(r, cache, device)])
+    cache, t0 = {}, time.time()
+    for i, r in enumerate(maybe_progress(todo.to_dict('records'), progress)):
+        if i and (time.time() - t0) / 60 >= budget_min:
+            print(f"time budget of {budget_min} min reached after {i} of {len(todo)} runs: run the sweep again to go on"); break
+        _append(csv, [_measure(r, cache, device)])
     return pd.read_csv(csv) if csv.exists() else todo.iloc[:0]
 
 
@@ -142,13 +146,18 @@ def _run_unit(rows:list[dict], device:str, threads:int|None=None) -> list[dict]:
     return [_measure(r, _CACHE, device) for r in rows]
 
 # %% ../nbs/20_sweep.ipynb #dist0004
-def _run_parallel(todo, csv, device, progress, executor, threads):
+def _run_parallel(todo, csv, device, progress, executor, threads, budget_min=math.inf):
+    from concurrent.futures import CancelledError
     from asr_lit.utils import maybe_progress
     threads = threads or getattr(executor, 'threads_per_worker', None)
     futures = [executor.submit(_run_unit, u.to_dict('records'), device, threads) for u in sweep_units(todo)]
-    failed = []
+    failed, t0, over = [], time.time(), False
     for f in maybe_progress(as_completed(futures), progress, total=len(futures)):
+        if not over and (time.time() - t0) / 60 >= budget_min:   # units not started yet are dropped; running ones finish
+            over, left = True, sum(g.cancel() for g in futures)
+            print(f"time budget of {budget_min} min reached: {left} units of work not started, left for the next run")
         try: _append(csv, f.result())
+        except CancelledError: pass
         except Exception as e: failed.append(e)
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(futures)} units of work failed (first: {failed[0]!r}); the runs of the others are "

@@ -44,6 +44,9 @@ def test_interrupted_sweep_resumes(tmp_path):
     assert len(done) == len(g) and not done.duplicated(SWEEP_KEYS).any()
     pd.testing.assert_frame_equal(done.iloc[:3], first)                      # earlier rows untouched
     assert len(run_sweep(g, csv, device='cpu', progress=False)) == len(g)      # nothing left: nothing appended
+    budget = tmp_path/'budget.csv'   # a time budget of zero: one run per call, and reruns go on where the last stopped
+    assert [len(run_sweep(g, budget, device='cpu', progress=False, budget_min=0)) for _ in range(2)] == [1, 2]
+    pd.testing.assert_frame_equal(run_sweep(g, budget, device='cpu', progress=False).drop(columns='repair_s'), done.drop(columns='repair_s'))
     none = done[done.method == 'none']
     assert none.acc.nunique() == 1 and (none.repair_s == 0).all()            # no calibration: one evaluation
     assert done.acc.between(0, 1).all() and (done.dense_acc > 0.5).all()

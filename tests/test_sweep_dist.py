@@ -35,6 +35,17 @@ def test_process_pool_gives_the_serial_rows(serial, tmp_path):
     pd.testing.assert_frame_equal(rows(csv), serial)
 
 
+def test_process_pool_budget_stops_and_resumes(tmp_path):
+    "A budget of zero: finished units are kept, units not started are dropped, and a rerun gives the serial rows."
+    g = sweep_grid(('resnet20',), (0.8,), ('global',), ('bn_only',), tuple(range(8)), n_calib=32, n_test=100)   # 8 one-run units
+    csv = tmp_path/'b.csv'
+    with local_pool(2, threads=1) as pool: first = run_sweep(g, csv, device='cpu', progress=False, executor=pool, budget_min=0)
+    assert 0 < len(first) < len(g) and not first.duplicated(SWEEP_KEYS).any()
+    with local_pool(2, threads=1) as pool: run_sweep(g, csv, device='cpu', progress=False, executor=pool)
+    run_sweep(g, tmp_path/'serial.csv', device='cpu', progress=False, threads=1)
+    pd.testing.assert_frame_equal(rows(csv), rows(tmp_path/'serial.csv'))
+
+
 def _kill_after_first_row(csv, pids):
     "Wait for the driver's first written unit, then SIGKILL one worker process."
     t0 = time.time()
