@@ -79,7 +79,7 @@ CHECKPOINTS = sorted(p.stem for p in weights_dir().glob('*.safetensors'))
 
 def test_trained_models_committed():
     assert {'resnet20-jpeg-s0', 'plain20-jpeg-s0', 'cifar_resnet18-jpeg-s0', 'cifar_vgg16_bn-jpeg-s0', 'cifar_resnet50-jpeg-s0', 'tv_resnet18-imagenette128-s0',
-            'tv_resnet50-imagenette128-s0'} <= set(CHECKPOINTS), CHECKPOINTS
+            'tv_resnet50-imagenette128-s0', 'cifar_densenet121-jpeg-s0'} <= set(CHECKPOINTS), CHECKPOINTS
 
 @pytest.mark.parametrize('name', CHECKPOINTS)
 def test_checkpoint_reproduces_card(name):
