@@ -221,9 +221,17 @@ def ordering(res:pd.DataFrame, # sweep CSV contents
     cols = ['arch', 'sparsity', 'asr_minus_layerwise', 'layerwise_minus_bn_only', 'ordering_holds', 'clearly', 'best']
     return pd.DataFrame(out, columns=cols)
 
+def _whole_grid(res:pd.DataFrame) -> pd.DataFrame:
+    "The rows of the models swept over the whole reproduction grid (global 50, 90, 95%, channel and 2:4 at 50%); others are left out."
+    need = {('global', .5), ('global', .9), ('global', .95), ('channel', .5), ('nm', .5)}
+    has = res.groupby('arch')[['kind', 'sparsity']].apply(lambda d: need <= set(zip(d.kind, d.sparsity.round(2))))
+    if not has.any(): raise ValueError(f"no model in these rows has the whole grid {sorted(need)}: run `asr_sweep` with its default settings")
+    return res[res.arch.isin(has.index[has])]
+
 def sweep_facts(res:pd.DataFrame, # sweep CSV contents: every method of `DEFAULT_METHODS`, global 50-95%, 2:4 and channel 50%
                ) -> dict:
     "The findings a sweep supports, as numbers and lists of models: what `sweep_summary` writes and the notebook asserts."
+    res = _whole_grid(res)
     g = res.groupby(['kind', 'arch', 'sparsity', 'method']).acc.mean().mul(100).unstack('method')
     repairs = [m for m in DEFAULT_METHODS if m != 'none' and m in g.columns]
     at = lambda k, s: g.loc[k].xs(s, level='sparsity').loc[lambda d: _by_depth(d.index)]

@@ -8,6 +8,7 @@ import torch
 from asr_lit.sweep import SWEEP_KEYS, pending_runs, run_sweep, sweep_grid, sweep_table
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parent.parent
 torch.set_num_threads(1)
 
 
@@ -103,3 +104,14 @@ def test_plot_missing_csv_and_output(tmp_path):
     assert (tmp_path/'fig_global.png').stat().st_size > 10_000
     table = (tmp_path/'fig_table90.md').read_text()
     assert '45.5 ± 0.7' in table and '40.5 ± 0.7' in table and 'paper' in table
+
+def test_facts_use_only_models_with_the_whole_grid():
+    "A model swept at a few settings only (DenseNet-121 at 70/90%) must not enter the reproduction's facts, nor break them."
+    from asr_lit.sweep import sweep_facts
+    res = pd.read_csv(ROOT/'nbs'/'sweep_results.csv')
+    pre = res[res.arch.str.startswith('resnet')]
+    few = pre[pre.arch == 'resnet20'].assign(arch='other')
+    few = few[(few.kind == 'global') & few.sparsity.isin((0.7, 0.9))]
+    f, g = sweep_facts(pre), sweep_facts(pd.concat([pre, few]))
+    assert 'other' not in g['archs'] and g['n_runs'] == f['n_runs'] and list(g['best90']) == list(f['best90'])
+    with pytest.raises(ValueError, match='whole grid'): sweep_facts(few)
