@@ -53,31 +53,38 @@ def _weight_order(m, d):
     kh, kw = m.kernel_size
     return torch.arange(d).reshape(kh, kw, d // (kh*kw)).permute(2, 0, 1).reshape(-1)
 
-def _xxt(a, b, order=None):
-    "a^T b for (rows, fan_in) matrices: one float32 product over every row (BLAS reads the transpose in place), in float64, rows and columns put in `order`."
+def _xxt(a, b, order=None, cols=True):
+    "a^T b for (rows, fan_in) and (rows, any) matrices: one float32 product over every row (BLAS reads the transpose in place), in float64, rows (and columns) put in `order`."
     g = (a.T @ b).double()
-    return g if order is None else g[order][:, order]
+    return g if order is None else g[order][:, order] if cols else g[order]
+
+def _out_rows(m, y, pos=None):
+    "A layer's outputs as (rows, out) in the row order of `_rows`: images x output positions (only `pos`, when given)."
+    if isinstance(m, nn.Linear): y = y.reshape(-1, y.shape[-1]); return y if pos is None else y[pos]
+    y = y.flatten(2)
+    return (y if pos is None else y[:, :, pos]).transpose(1, 2).reshape(-1, y.shape[1])
 
 class GramStats:
-    "Exact streamed moments of a layer's input rows `U`, per group (float64): the Gram `U^T U` and, with paired dense inputs, `U^T U_dense`."
-    def __init__(self): self.G, self.H, self.n, self.paired = None, None, 0, None
+    "Exact streamed moments of a layer's input rows `U`, per group (float64): the Gram `U^T U` and, with target outputs `Y`, the cross-moment `U^T Y`."
+    def __init__(self): self.G, self.C, self.n, self.paired = None, None, 0, None
     def add(self, m:nn.Module, # the layer
             x:Tensor, # one chunk of its input in the pruned model
-            xd:Tensor|None=None, # the same images' input in the dense model (for `target='dense'`); always or never given
+            y:Tensor|None=None, # the same images' target outputs, without bias (for `target='dense'`: the dense layer's); always or never given
             mem_mb:float=64., # memory of the unfolded rows per step: images are unfolded this many MB at a time
             max_rows:int|None=None, # at most about this many rows (images x positions) from this call: positions subsampled
             seed:int=0, # the subsample's random positions (the same for the pruned and dense inputs)
            ) -> GramStats:
         "Add a chunk of inputs: float32 products per step, summed in float64; every row, or a seeded subsample of positions."
-        if self.paired is None: self.paired = xd is not None
-        if self.paired != (xd is not None): raise ValueError("give a dense input with every chunk or with none")
+        if self.paired is None: self.paired = y is not None
+        if self.paired != (y is not None): raise ValueError("give target outputs with every chunk or with none")
+        if y is not None and (len(y) != len(x) or y.shape[-1 if isinstance(m, nn.Linear) else 1] != m.weight.shape[0]):
+            raise ValueError(f"target outputs {tuple(y.shape)} do not match {len(x)} inputs of a layer with {m.weight.shape[0]} outputs")
         if max_rows is not None and max_rows < 1: raise ValueError(f"max_rows must be a positive number of rows or None, got {max_rows}")
         per = max(_f32(x[:1]).numel() * _fan(m) // max(x.shape[1], 1), 1) * 4 / 2**20   # MB of unfolded rows per image
         step = max(1, int(mem_mb // max(per, 1e-9)))
         gen = torch.Generator().manual_seed(seed)
         for i in range(0, len(x), step):
             P = _patches(m, _f32(x[i:i+step]))
-            Pd = _patches(m, _f32(xd[i:i+step])) if self.paired else None
             L = _positions(P)
             total = len(x) * L * (P.shape[0] if P.dim() > 2 else 1) / len(x[i:i+step])   # rows of the whole call
             pos = None
@@ -87,8 +94,10 @@ class GramStats:
             g = [_xxt(u, u, order) for u in U]
             self.G = g if self.G is None else [a + b for a, b in zip(self.G, g)]
             if self.paired:
-                h = [_xxt(u, ud, order) for u, ud in zip(U, _rows(m, Pd, pos))]
-                self.H = h if self.H is None else [a + b for a, b in zip(self.H, h)]
+                Y = _out_rows(m, _f32(y[i:i+step]), pos); k = Y.shape[1] // len(U)
+                if len(Y) != len(U[0]): raise ValueError(f"target outputs give {len(Y)} rows, the inputs {len(U[0])}: is `y` this layer's output?")
+                c = [_xxt(u, Y[:, g*k:(g+1)*k], order, cols=False) for g, u in enumerate(U)]
+                self.C = c if self.C is None else [a + b for a, b in zip(self.C, c)]
             self.n += U[0].shape[0]
         return self
 
@@ -137,13 +146,13 @@ def reconstruct_layer(m:nn.Module, # the pruned layer, its kept weights rewritte
                      ) -> dict:
     "Re-solve the kept weights of `m` by ridge least squares on the calibration inputs; what it did (errors relative to the dense map on the pruned input)."
     if target not in TARGETS: raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    if target == 'dense' and stats.H is None: raise ValueError("target='dense' needs the dense inputs: accumulate GramStats with xd")
+    if target == 'dense' and stats.C is None: raise ValueError("target='dense' needs the dense layer's outputs: accumulate GramStats with y")
     w, mask = _weight_and_mask(m)
     groups = getattr(m, 'groups', 1)
     new, info = [], dict(fallbacks=0, dead_inputs=0, err_before=0., err_after=0., ref=0.)
     for g, (G, Wd, M, Wp) in enumerate(zip(stats.G, _grouped(w_dense.double(), groups), _grouped(mask, groups),
                                           _grouped((w.detach() * mask).double(), groups))):
-        C = (G if target == 'local' else stats.H[g]) @ Wd.T
+        C = G @ Wd.T if target == 'local' else stats.C[g]
         W, fb = masked_ridge_solve(G, C, M, ridge, prior=Wd)
         info['fallbacks'] += fb; info['dead_inputs'] += int((G.diagonal() <= 0).sum())
         for key, E in (('err_before', Wp - Wd), ('err_after', W - Wd), ('ref', Wd)):
@@ -156,15 +165,16 @@ def reconstruct_layer(m:nn.Module, # the pruned layer, its kept weights rewritte
 
 # %% ../nbs/18_reconstruction.ipynb #0a063792
 class _Lockstep:
-    """The dense model's forward pass on `x` in a helper thread, paused at each layer in `names`: `next(name)` returns
-    that layer's dense input, then lets the dense pass run on to the next one. So a pruned pass can be paired with
-    the dense one layer by layer while each holds only its own activations."""
+    """The dense model's forward pass on `x` in a helper thread, paused after each layer in `names`: `next(name)` returns
+    that layer's dense output (without its bias), and `release()` lets the dense pass run on to the next one. So a
+    pruned pass can be paired with the dense one layer by layer while each holds only its own activations."""
     def __init__(self, dense, x, names, recal):
         self.handoff, self.resume, self.abort = queue.Queue(maxsize=1), threading.Semaphore(0), False
-        def pre(m, inp, name):
-            self.handoff.put((name, inp[0])); self.resume.acquire()
+        def post(m, inp, out, name):
+            b = m.bias if isinstance(m, nn.Linear) or m.bias is None else m.bias[:, None, None]
+            self.handoff.put((name, out if b is None else out - b)); self.resume.acquire()
             if self.abort: raise _Abort
-        self.hooks = [dense.get_submodule(n).register_forward_pre_hook(partial(pre, name=n)) for n in names]
+        self.hooks = [dense.get_submodule(n).register_forward_hook(partial(post, name=n)) for n in names]
         def run():
             try:
                 with torch.no_grad(), _BNRecal(dense, recal): dense(x)
@@ -213,12 +223,12 @@ def lsq_reconstruct(pruned:nn.Module, # the pruned network (not modified: a reco
     partner = _Lockstep(dref, calib, names, dense_recal and bool(batchnorms(dref))) if dref is not None else None
     rows = []
     def pre(m, inp, name):
-        xd = partner.next(name) if partner is not None else None
+        yd = partner.next(name) if partner is not None else None
         fan = m.weight[0].numel()
         if fan > max_fan_in:   # the documented fallback for layers too wide for a dense Gram: left as pruned
             if partner is not None: partner.release()
             rows.append(dict(layer=name, fan_in=fan, rows=0, skipped=True)); return
-        stats = GramStats().add(m, inp[0], xd, mem_mb, None if rows_per_weight is None else rows_per_weight * fan)
+        stats = GramStats().add(m, inp[0], yd, mem_mb, None if rows_per_weight is None else rows_per_weight * fan)
         if partner is not None: partner.release()
         rows.append(dict(layer=name, fan_in=stats.G[0].shape[0], rows=stats.n, skipped=False, **reconstruct_layer(m, stats, wd[name], target, ridge)))
     hooks = [model.get_submodule(n).register_forward_pre_hook(partial(pre, name=n), prepend=True) for n in names]
