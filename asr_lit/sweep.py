@@ -204,10 +204,15 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
 sweep_figure = sparsity_figure   # the sweep's figure: accuracy vs sparsity per model (`asr_lit.evaluate`)
 
 # %% ../nbs/20_sweep.ipynb #a7c1e0f2
+def _best(means:pd.Series) -> str:
+    "The method of the highest mean; on a tie, the simplest (first in `DEFAULT_METHODS`): a tie is not a win for ASR."
+    top = means.index[means >= means.max() - 1e-9]
+    return min(top, key=lambda m: (DEFAULT_METHODS.index(m) if m in DEFAULT_METHODS else len(DEFAULT_METHODS), m))
+
 def ordering(res:pd.DataFrame, # sweep CSV contents
              kind:str='global', # the sparsity kind
             ) -> pd.DataFrame:
-    "Per model and sparsity: the mean gaps ASR - layer-wise and layer-wise - BN-only (points), and whether each is clear."
+    "Per model and sparsity: the mean gaps ASR - layer-wise and layer-wise - BN-only (points), whether each is clear, and the best method."
     g = res[res.kind == kind].groupby(['arch', 'sparsity', 'method']).acc.agg(['mean', 'std']).mul(100)
     out = []
     for a in _by_depth(g.index.unique(0)):
@@ -217,7 +222,7 @@ def ordering(res:pd.DataFrame, # sweep CSV contents
             gap = lambda x, y: (d.loc[x, 'mean'] - d.loc[y, 'mean'], max(d.loc[x, 'std'], d.loc[y, 'std']))
             (g1, e1), (g2, e2) = gap('asr', 'layerwise'), gap('layerwise', 'bn_only')
             out.append(dict(arch=a, sparsity=s, asr_minus_layerwise=round(g1, 1), layerwise_minus_bn_only=round(g2, 1),
-                            ordering_holds=g1 > 0 and g2 > 0, clearly=g1 > e1 and g2 > e2, best=d['mean'].idxmax()))
+                            ordering_holds=g1 > 0 and g2 > 0, clearly=g1 > e1 and g2 > e2, best=_best(d['mean'])))
     cols = ['arch', 'sparsity', 'asr_minus_layerwise', 'layerwise_minus_bn_only', 'ordering_holds', 'clearly', 'best']
     return pd.DataFrame(out, columns=cols)
 
