@@ -72,7 +72,7 @@ class GramStats:
             y:Tensor|None=None, # the same images' target outputs, without bias (for `target='dense'`: the dense layer's); always or never given
             mem_mb:float=64., # memory of the unfolded rows per step: images are unfolded this many MB at a time
             max_rows:int|None=None, # at most about this many rows (images x positions) from this call: positions subsampled
-            seed:int=0, # the subsample's random positions (the same for the pruned and dense inputs)
+            seed:int=0, # the subsample's random positions (the same for the inputs and the target outputs)
            ) -> GramStats:
         "Add a chunk of inputs: float32 products per step, summed in float64; every row, or a seeded subsample of positions."
         if self.paired is None: self.paired = y is not None
