@@ -79,21 +79,23 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
                     device=None, # where to run (default: CUDA when present)
                     progress:bool|None=None, # progress bar over runs (default: on, except under tests)
                     reuse:dict|None=None, # a dict the caller keeps across calls with the same dense model, data and options: what they share is measured once
+                    calib_augment:str|None=None, # augment the calibration draws as in training (see `calib_sample`): None or 'crop_flip'
                     **repair_opts, # passed to `repair` (site=, recal=, rule options)
                    ) -> pd.DataFrame:
     "Top-1 of every (sparsity, method, seed) repair of `dense`, one row per run, with the dense accuracy."
     from asr_lit.prune import prune_model
     from asr_lit.engine import repair, dense_reference
-    from asr_lit.data import calib_sample
+    from asr_lit.data import calib_sample, CALIB_AUGMENTS
     from asr_lit.engine import get_method
     for s in sparsities:  # fail before hours of work, not in the middle
         if not (isinstance(s, (int, float)) and 0 <= s < 1): raise ValueError(f"sparsity must be in [0, 1); got {s!r}")
     for m in methods: get_method(m)
+    if calib_augment not in CALIB_AUGMENTS: raise ValueError(f"calib_augment must be one of {CALIB_AUGMENTS}, got {calib_augment!r}")
     device = device or default_device()
     dense = dense.to(device).eval()
     reuse = {} if reuse is None else reuse
     prune_opts = dict(prune_opts or {})
-    same = (id(dense), id(train_set), id(test_set), n_calib, kind, repr(sorted(prune_opts.items())), str(device), repr(sorted(repair_opts.items())))
+    same = (id(dense), id(train_set), id(test_set), n_calib, calib_augment, kind, repr(sorted(prune_opts.items())), str(device), repr(sorted(repair_opts.items())))
     if reuse.setdefault('for', same) != same:
         raise ValueError("`reuse` holds measurements of another dense model, data set or options: give each setting its own dict")
     if 'dense_acc' not in reuse: reuse['dense_acc'] = accuracy(dense, test_set, device=device, progress=False)
@@ -104,7 +106,7 @@ def compare_methods(dense:nn.Module, # the dense network (never modified)
     for s, sd, m in maybe_progress(runs, progress):
         if s not in pruned_cache: pruned_cache.clear(); pruned_cache[s] = prune_model(dense, s, kind, **prune_opts)
         if sd not in calib_cache:   # one calibration draw, one dense reference, for every sparsity and method
-            calib = calib_sample(train_set, n_calib, seed=sd)
+            calib = calib_sample(train_set, n_calib, seed=sd, augment=calib_augment)
             calib_cache[sd] = (calib, dense_reference(dense, calib, device=device, **ref_opts))
         t0 = time.perf_counter()
         calib, ref = calib_cache[sd]

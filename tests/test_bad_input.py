@@ -198,3 +198,12 @@ def test_checkpoints(tmp_path, r20):
     with pytest.raises(ValueError, match='differ in structure'): repair(pruned, load_checkpoint(other)[0], x, 'asr')
     p.write_bytes(p.read_bytes()[:1000])
     with pytest.raises(ValueError, match='truncated or modified'): load_checkpoint(p)
+
+
+def test_unknown_calib_augment():
+    "compare_methods refuses an unknown calibration augmentation before any work."
+    from asr_lit.evaluate import compare_methods
+    from asr_lit.data import synthetic
+    ds = synthetic(40, 4, size=8)
+    with pytest.raises(ValueError, match=r"calib_augment must be one of \(None, 'crop_flip'\), got 'flip'"):
+        compare_methods(CifarResNet(20), ds, ds, (0.5,), ('bn_only',), calib_augment='flip')

@@ -277,3 +277,21 @@ def test_imageset_validation():
         ImageSet(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]), ['a'], 's', 'train')
     with pytest.raises(ValueError, match='bs must be'):
         next(synthetic(8, 2, size=4).batches(0))
+
+
+def test_calib_augment():
+    "An augmented draw: the plain draw's images, each one of its 2*(2*4+1)^2 shifted/flipped crops, seeded; the bad name is refused."
+    import torch.nn.functional as F
+    from asr_lit.data import random_crop_flip, CALIB_AUGMENTS
+    ds = synthetic(40, 4, size=6)
+    plain, aug = calib_sample(ds, 12, seed=3), calib_sample(ds, 12, seed=3, augment='crop_flip')
+    assert aug.shape == plain.shape and aug.dtype == torch.float32
+    assert torch.equal(aug, calib_sample(ds, 12, seed=3, augment='crop_flip'))
+    assert not torch.equal(aug, plain)
+    for p, a in zip((plain * 255).round().to(torch.uint8), aug):
+        ip = F.pad(p, (4, 4, 4, 4))
+        crops = [c for dy in range(9) for dx in range(9) for c in (ip[:, dy:dy+6, dx:dx+6], ip[:, dy:dy+6, dx:dx+6].flip(-1))]
+        assert any(torch.equal(c.float() / 255, a) for c in crops)
+    assert CALIB_AUGMENTS == (None, 'crop_flip')
+    with pytest.raises(ValueError, match=r"augment must be one of \(None, 'crop_flip'\)"): calib_sample(ds, 8, augment='rrc')
+    with pytest.raises(ValueError, match='training split'): calib_sample(_as_split(ds, 'test'), 8, augment='crop_flip')

@@ -3,10 +3,10 @@ import json, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from hypothesis import given, settings, strategies as st
-from asr_lit.data import ImageSet, synthetic, cifar10, stratified_subset
+from asr_lit.data import ImageSet, synthetic, cifar10, stratified_subset, random_crop_flip
 from asr_lit.models import CifarResNet
 from asr_lit.checkpoints import weights_dir, load_model
-from asr_lit.train import random_crop_flip, random_resized_crop_flip, train_model, train_checkpoint, card_test_set
+from asr_lit.train import random_resized_crop_flip, train_model, train_checkpoint, card_test_set
 from asr_lit.evaluate import accuracy
 
 BIN = Path(sys.executable).parent
