@@ -84,6 +84,7 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.checkpo
                method:str='asr', # none, bn_only, layerwise, mean_std, naive, asr (or any registered method)
                lam_rule:str='median', # ASR lambda rule: median, ratio_median, empirical_bayes
                n_calib:int=1024, # calibration images from the training split
+               augment:str=None, # calibration images as stored (default) or 'crop_flip': shifted and flipped as CIFAR training sees them
                n_test:int=2000, # stratified test subset size (0: the whole test set)
                seed:int=0, # calibration draw
                device:str=None, # cpu or cuda (default: CUDA when present)
@@ -107,7 +108,7 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.checkpo
             dense = checkpoints.load_model(arch)
         train, test = _dataset(dataset, 'train'), _dataset(dataset, 'test')
         if n_test and n_test < len(test): test = data.stratified_subset(test, n_test, seed=0)
-        calib = data.calib_sample(train, n_calib, seed=seed)
+        calib = data.calib_sample(train, n_calib, seed=seed, augment=augment)
         pruned = prune.prune_model(dense, sparsity, kind)
         opts = dict(lam_rule=lam_rule) if method == 'asr' else {}
         repaired, rep = engine.repair(pruned, dense, calib, method, device=device, **opts)
@@ -115,7 +116,7 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.checkpo
         print(f"asr_repair: error: {e}", file=sys.stderr); sys.exit(2)
     accs = {k: evaluate.accuracy(m, test, device=device) for k,m in (('dense', dense), ('pruned', pruned), (method, repaired))}
     print(f"{arch} | {test.source} | {len(test)} test images | {kind} sparsity {sparsity} | "
-          f"{n_calib} calibration images (seed {seed})")
+          f"{n_calib} calibration images (seed {seed}{', augmented: ' + augment if augment else ''})")
     for k,v in accs.items(): print(f"{k:>10}: {100*v:.2f}%")
     for w in rep.warnings[:5]: print('warning:', w)
     if out:

@@ -17,6 +17,7 @@ def run(script, *args):
     (['--kind', 'diagonal'], 'unknown sparsity kind'),
     (['--lam_rule', 'magic'], 'unknown lambda rule'),
     (['--dataset', 'mnist'], 'unknown dataset'),
+    (['--augment', 'rotate'], 'augment must be one of'),
 ])
 def test_repair_bad_arguments(args, msg):
     r = run('asr_repair', *args)
@@ -29,7 +30,7 @@ def test_demo_bad_sparsity():
 
 def test_help_explains_options():
     out = run('asr_repair', '--help').stdout
-    for opt in ('--arch', '--sparsity', '--kind', '--method', '--lam_rule', '--n_calib', '--seed', '--device', '--out'):
+    for opt in ('--arch', '--sparsity', '--kind', '--method', '--lam_rule', '--n_calib', '--augment', '--seed', '--device', '--out'):
         assert opt in out
 
 def test_tiny_repair_writes_model(tmp_path):
