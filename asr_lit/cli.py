@@ -98,6 +98,7 @@ def asr_repair(arch:str='resnet56', # registered model name (see asr_lit.checkpo
         _check_choice('sparsity kind', kind, prune.SPARSITY_KINDS)
         _check_choice('dataset', dataset, ('cifar10', 'imagenette'))
         engine.get_method(method)
+        if augment not in data.CALIB_AUGMENTS: raise ValueError(f"augment must be one of {data.CALIB_AUGMENTS}, got {augment!r}")   # before loading anything
         if method == 'asr':
             from asr_lit.rules.shrinkage import LAM_RULES; _check_choice('lambda rule', lam_rule, list(LAM_RULES))
         if arch.endswith('.safetensors'):
