@@ -12,7 +12,8 @@ from fastcore.script import call_parse, Param, store_true
 from .train import RECIPE, DATASETS, train_checkpoint
 from .checkpoints import weights_dir
 from .corrections import save_repaired, load_repaired, _card
-from .sweep import DEFAULT_METHODS, sweep_grid, pending_runs, run_sweep, sweep_table, sweep_figure, local_pool, dask_executor, model_dataset
+from .sweep import DEFAULT_METHODS, AS_STORED, sweep_grid, read_sweep, pending_runs, run_sweep, sweep_table, sweep_figure, local_pool, dask_executor, model_dataset
+from .data import CALIB_AUGMENTS
 
 # %% auto #0
 __all__ = ['demo_table', 'asr_demo', 'asr_repair', 'asr_sweep', 'asr_plot', 'asr_train']
@@ -144,6 +145,7 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
               n_calib:int=1024, # calibration images per draw
               n_test:int=None, # stratified test subset (0: the whole test set; default: 2000 on the CPU, the whole set on CUDA)
               dataset:str=None, # cifar10 or imagenette (default: each model's own, from its card)
+              augment:str=None, # calibration images as stored (default) or 'crop_flip': shifted and flipped as CIFAR training sees them
               device:str=None, # cpu or cuda (default: CUDA when present)
               workers:int=0, # worker processes on this machine, each with its share of the cores (0: run in this process)
               scheduler:str=None, # a Dask scheduler address such as tcp://10.0.0.5:8786 (needs `pip install "asr_lit[dist]"`); workers: `dask worker ADDRESS --nthreads 1`
@@ -162,9 +164,10 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
         for k in kinds.split(','):
             if k not in SPARSITY_KINDS: raise ValueError(f"unknown sparsity kind {k!r}; choose from {', '.join(SPARSITY_KINDS)}")
         for m in methods.split(','): get_method(m)
+        if augment not in CALIB_AUGMENTS: raise ValueError(f"augment must be one of {CALIB_AUGMENTS}, got {augment!r}")
         if n_test is None: n_test = 0 if (device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda') else 2000
         grid = sweep_grid(tuple(archs.split(',')), sp, tuple(kinds.split(',')), tuple(methods.split(',')),
-                          tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset)
+                          tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset, calib_augment=augment)
         print(f"{len(pending_runs(grid, csv))} of {len(grid)} runs to do -> {csv}")
         ex = dask_executor(scheduler, threads) if scheduler else local_pool(workers, threads) if workers else None
         try: run_sweep(grid, csv, device=device, progress=True, executor=ex, threads=threads, budget_min=math.inf if budget_min is None else budget_min)
@@ -176,11 +179,17 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
 @call_parse
 def asr_plot(csv:str='sweep_results.csv', # a sweep results CSV
              out:str='sweep', # output prefix: writes <out>_<kind>.png and <out>_table90.md
+             augment:str=None, # the rows to plot: calibration images as stored (default) or 'crop_flip' (augmented)
             ):
-    "Make the accuracy-vs-sparsity figures and the 90% table from a sweep CSV."
+    "Make the accuracy-vs-sparsity figures and the 90% table from a sweep CSV, for one calibration setting."
     try:
         if not Path(csv).exists(): raise FileNotFoundError(f"no sweep results at {csv}: run asr_sweep first")
-        res = pd.read_csv(csv)
+        if augment not in CALIB_AUGMENTS: raise ValueError(f"augment must be one of {CALIB_AUGMENTS}, got {augment!r}")
+        res = read_sweep(csv)
+        setting = augment or AS_STORED
+        if not (res.calib_augment == setting).any():
+            raise ValueError(f"no rows with calibration {setting!r} in {csv} (it has {', '.join(sorted(res.calib_augment.unique()))}): choose with --augment")
+        res = res[res.calib_augment == setting]
         for kind in res.kind.unique(): sweep_figure(res, kind).savefig(f'{out}_{kind}.png', dpi=120)
         written = [f'{out}_{kind}.png' for kind in res.kind.unique()]
         if ((res.sparsity.round(4) == 0.9) & (res.kind == 'global')).any():

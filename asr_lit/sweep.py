@@ -13,11 +13,13 @@ from .evaluate import DEFAULT_METHODS, _by_depth, sparsity_figure
 from .rules.asr import PAPER_90
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'UNIT_KEYS', 'sweep_figure', 'model_dataset', 'sweep_grid', 'pending_runs', 'run_sweep', 'sweep_units',
-           'local_pool', 'dask_executor', 'sweep_table', 'ordering', 'sweep_facts', 'sweep_summary']
+__all__ = ['SWEEP_KEYS', 'AS_STORED', 'UNIT_KEYS', 'model_dataset', 'sweep_grid', 'read_sweep', 'pending_runs', 'run_sweep',
+           'sweep_units', 'local_pool', 'dask_executor', 'sweep_table', 'sweep_figure', 'ordering', 'sweep_facts',
+           'sweep_summary']
 
 # %% ../nbs/20_sweep.ipynb #20e7b46e
-SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test']
+SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test', 'calib_augment']
+AS_STORED = 'none'   # `calib_augment` of calibration images as stored (and of the rows written before the column existed)
 
 def model_dataset(name:str, # what `load_model` accepts: a pretrained ResNet or a checkpoint with a card
                  ) -> str:
@@ -38,24 +40,37 @@ def sweep_grid(archs=('resnet20', 'resnet56'), # registered model names with wei
                n_calib:int=1024, # calibration images per draw
                n_test:int|None=2000, # stratified test subset (None: whole test set)
                dataset:str|None=None, # 'cifar10' or 'imagenette' (default: each model's own, see `model_dataset`)
+               calib_augment:str|None=None, # calibration images as stored (None) or augmented as in training ('crop_flip', see `calib_sample`)
               ) -> pd.DataFrame:
     "The runs of a sweep, one row per setting (N:M gets a single sparsity, 0.5)."
+    from asr_lit.data import CALIB_AUGMENTS
+    if calib_augment not in CALIB_AUGMENTS: raise ValueError(f"calib_augment must be one of {CALIB_AUGMENTS}, got {calib_augment!r}")
     rows = []
     for a, k in itertools.product(archs, kinds):
         ds = dataset or model_dataset(a)
         for s in ((0.5,) if k == 'nm' else sparsities):
             for m, sd in itertools.product(methods, seeds):
                 rows.append(dict(dataset=ds, arch=a, kind=k, sparsity=float(s), method=m, seed=int(sd),
-                                 n_calib=int(n_calib), n_test=-1 if n_test is None else int(n_test)))
+                                 n_calib=int(n_calib), n_test=-1 if n_test is None else int(n_test), calib_augment=calib_augment or AS_STORED))
     return pd.DataFrame(rows, columns=SWEEP_KEYS)
+
+def read_sweep(csv:str|Path, # a sweep results file
+              ) -> pd.DataFrame:
+    "The rows of a sweep results file; rows written before `calib_augment` existed get `AS_STORED`."
+    df = pd.read_csv(csv)
+    return _with_calib(df)
+
+def _with_calib(df:pd.DataFrame) -> pd.DataFrame:
+    "`df` with a `calib_augment` column, `AS_STORED` where it is missing or empty."
+    return df.assign(calib_augment=df['calib_augment'].fillna(AS_STORED) if 'calib_augment' in df else AS_STORED)
 
 def pending_runs(grid:pd.DataFrame, # from `sweep_grid`
                  csv:str|Path, # results file (may not exist yet)
                 ) -> pd.DataFrame:
     "The rows of `grid` that `csv` does not contain yet."
-    csv = Path(csv)
+    csv, grid = Path(csv), _with_calib(grid)   # a grid without the column: calibration images as stored
     if not csv.exists(): return grid
-    done = pd.read_csv(csv)
+    done = read_sweep(csv)
     missing = [k for k in SWEEP_KEYS if k not in done.columns]
     if missing: raise ValueError(f"{csv} is not a sweep results file (no columns {missing}); use another file name")
     key = lambda df: df[SWEEP_KEYS].astype(str).agg('|'.join, axis=1)
@@ -87,9 +102,10 @@ def _measure(r:dict, cache:dict, device) -> dict:
     if cache.get('arch') != r['arch']:   # one dense model in memory; what was measured on an earlier copy of it is dropped
         cache.update(arch=r['arch'], dense=load_model(r['arch']).to(device), sha=weights_sha256(r['arch']), reuse={})
     train, test = data[r['dataset'], n_test]
-    shared = cache['reuse'].setdefault((r['dataset'], r['n_test'], r['kind'], r['n_calib']), {})
+    aug = r.get('calib_augment', AS_STORED)
+    shared = cache['reuse'].setdefault((r['dataset'], r['n_test'], r['kind'], r['n_calib'], aug), {})
     out = compare_methods(cache['dense'], train, test, (r['sparsity'],), (r['method'],), (r['seed'],), r['n_calib'], kind=r['kind'],
-                          device=device, progress=False, reuse=shared)
+                          device=device, progress=False, reuse=shared, calib_augment=None if aug == AS_STORED else aug)
     return dict(r, **out.iloc[0][['dense_acc', 'acc', 'repair_s', 'device']].to_dict(), data_source=test.source, weights_sha256=cache['sha'])
 
 def _append(csv:Path, rows:list[dict]):
@@ -118,7 +134,7 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
     from asr_lit.utils import default_device, maybe_progress
     for m in grid.method.unique(): get_method(m)
     device = str(torch.device(device) if device else default_device())
-    todo, csv = pending_runs(grid, csv), Path(csv)
+    todo, csv = pending_runs(grid, csv), Path(csv)   # grids without `calib_augment` calibrate on the images as stored
     _check_models(todo)   # fail before hours of work, not in the middle
     if executor is not None: return _run_parallel(todo, csv, device, progress, executor, threads, budget_min)
     if threads: torch.set_num_threads(threads)
@@ -127,16 +143,16 @@ def run_sweep(grid:pd.DataFrame, # runs to do (from `sweep_grid`)
         if i and (time.time() - t0) / 60 >= budget_min:
             print(f"time budget of {budget_min} min reached after {i} of {len(todo)} runs: run the sweep again to go on"); break
         _append(csv, [_measure(r, cache, device)])
-    return pd.read_csv(csv) if csv.exists() else todo.iloc[:0]
+    return read_sweep(csv) if csv.exists() else todo.iloc[:0]
 
 
 # %% ../nbs/20_sweep.ipynb #dist0002
-UNIT_KEYS = ['dataset', 'arch', 'kind', 'n_calib', 'n_test', 'seed']
+UNIT_KEYS = ['dataset', 'arch', 'kind', 'n_calib', 'n_test', 'calib_augment', 'seed']
 
 def sweep_units(todo:pd.DataFrame, # pending runs (`pending_runs`)
                ) -> list[pd.DataFrame]:
-    "The runs of `todo` cut into units of work: one model, data set, sparsity kind, calibration size and draw each."
-    return [] if todo.empty else [u for _, u in todo.groupby(UNIT_KEYS, sort=False)]
+    "The runs of `todo` cut into units of work: one model, data set, sparsity kind, calibration size, setting and draw each."
+    return [] if todo.empty else [u for _, u in _with_calib(todo).groupby(UNIT_KEYS, sort=False)]
 
 _CACHE = {}   # a worker process's data sets and dense model, kept from one unit to the next
 
@@ -162,7 +178,7 @@ def _run_parallel(todo, csv, device, progress, executor, threads, budget_min=mat
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(futures)} units of work failed (first: {failed[0]!r}); the runs of the others are "
                            f"in {csv}: run the sweep again to do the rest (rows already there are skipped)") from failed[0]
-    return pd.read_csv(csv) if csv.exists() else todo.iloc[:0]
+    return read_sweep(csv) if csv.exists() else todo.iloc[:0]
 
 # %% ../nbs/20_sweep.ipynb #dist0005
 def local_pool(workers:int=2, # worker processes
@@ -192,6 +208,7 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
                ) -> pd.DataFrame:
     "Top-1 (%) as mean ± std over seeds, arch x method, at one sparsity, with the paper's ResNet-50 numbers as a row."
     from asr_lit.evaluate import accuracy_table
+    _one_calibration(results)
     sel = results[(results.sparsity.round(4) == round(sparsity, 4)) & (results.kind == kind)]
     if sel.empty: raise ValueError(f"no runs at sparsity {sparsity} and kind {kind!r} in the results")
     t = accuracy_table(sel, index='arch', columns='method')
@@ -201,7 +218,18 @@ def sweep_table(results:pd.DataFrame, # sweep CSV contents
         t.loc['paper: ResNet-50 (original CIFAR-10)'] = [f"{PAPER_90[m]:.1f}" if m in PAPER_90 else '' for m in t.columns]
     return t
 
-sweep_figure = sparsity_figure   # the sweep's figure: accuracy vs sparsity per model (`asr_lit.evaluate`)
+def _one_calibration(res:pd.DataFrame):
+    "Refuse rows of two calibration settings: a mean over both would describe neither."
+    if 'calib_augment' in res and (v := sorted(res.calib_augment.fillna(AS_STORED).unique())) and len(v) > 1:
+        raise ValueError(f"these rows mix calibration settings {v}: select one first, e.g. res[res.calib_augment == {AS_STORED!r}]")
+
+def sweep_figure(results:pd.DataFrame, # sweep CSV contents, one calibration setting
+                 kind:str='global', # the sparsity kind to plot
+                 ncols:int=2, # panels per row
+                ):
+    "Accuracy vs sparsity per model, one line per method (`sparsity_figure`), for rows of one calibration setting."
+    _one_calibration(results)
+    return sparsity_figure(results, kind, ncols)
 
 # %% ../nbs/20_sweep.ipynb #a7c1e0f2
 def _best(means:pd.Series) -> str:
@@ -213,6 +241,7 @@ def ordering(res:pd.DataFrame, # sweep CSV contents
              kind:str='global', # the sparsity kind
             ) -> pd.DataFrame:
     "Per model and sparsity: the mean gaps ASR - layer-wise and layer-wise - BN-only (points), whether each is clear, and the best method."
+    _one_calibration(res)
     g = res[res.kind == kind].groupby(['arch', 'sparsity', 'method']).acc.agg(['mean', 'std']).mul(100)
     out = []
     for a in _by_depth(g.index.unique(0)):
@@ -236,6 +265,7 @@ def _whole_grid(res:pd.DataFrame) -> pd.DataFrame:
 def sweep_facts(res:pd.DataFrame, # sweep CSV contents: every method of `DEFAULT_METHODS`, global 50-95%, 2:4 and channel 50%
                ) -> dict:
     "The findings a sweep supports, as numbers and lists of models: what `sweep_summary` writes and the notebook asserts."
+    _one_calibration(res)
     res = _whole_grid(res)
     g = res.groupby(['kind', 'arch', 'sparsity', 'method']).acc.mean().mul(100).unstack('method')
     repairs = [m for m in DEFAULT_METHODS if m != 'none' and m in g.columns]

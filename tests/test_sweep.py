@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from asr_lit.sweep import SWEEP_KEYS, pending_runs, run_sweep, sweep_grid, sweep_table
+from asr_lit.sweep import AS_STORED, SWEEP_KEYS, pending_runs, read_sweep, run_sweep, sweep_grid, sweep_table
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parent.parent
@@ -77,6 +77,7 @@ def test_append_extends_an_older_header(tmp_path):
     (['--kinds', 'diagonal'], 'unknown sparsity kind'),
     (['--methods', 'none,magic'], 'unknown repair method'),
     (['--workers', '-1'], '--workers must be >= 0'),
+    (['--augment', 'rotate'], 'augment must be one of'),
     (['--workers', '2', '--scheduler', 'tcp://127.0.0.1:8786'], 'not both'),
     (['--dataset', 'mnist', '--archs', 'resnet20', '--sparsities', '0.5', '--methods', 'none', '--seeds', '0'], 'unknown dataset'),
 ])
@@ -104,14 +105,50 @@ def test_plot_missing_csv_and_output(tmp_path):
     assert (tmp_path/'fig_global.png').stat().st_size > 10_000
     table = (tmp_path/'fig_table90.md').read_text()
     assert '45.5 ± 0.7' in table and '40.5 ± 0.7' in table and 'paper' in table
+    r = run('asr_plot', '--csv', str(tmp_path/'r.csv'), '--out', str(tmp_path/'fig'), '--augment', 'crop_flip')   # a setting the file lacks
+    assert r.returncode == 2 and "no rows with calibration 'crop_flip'" in r.stderr and '--augment' in r.stderr, r.stderr
 
 def test_facts_use_only_models_with_the_whole_grid():
     "A model swept at a few settings only (DenseNet-121 at 70/90%) must not enter the reproduction's facts, nor break them."
     from asr_lit.sweep import sweep_facts
-    res = pd.read_csv(ROOT/'nbs'/'sweep_results.csv')
-    pre = res[res.arch.str.startswith('resnet')]
+    res = read_sweep(ROOT/'nbs'/'sweep_results.csv')
+    pre = res[res.arch.str.startswith('resnet') & (res.calib_augment == AS_STORED)]
     few = pre[pre.arch == 'resnet20'].assign(arch='other')
     few = few[(few.kind == 'global') & few.sparsity.isin((0.7, 0.9))]
     f, g = sweep_facts(pre), sweep_facts(pd.concat([pre, few]))
     assert 'other' not in g['archs'] and g['n_runs'] == f['n_runs'] and list(g['best90']) == list(f['best90'])
     with pytest.raises(ValueError, match='whole grid'): sweep_facts(few)
+
+
+def test_calibration_settings_are_runs_of_their_own(tmp_path):
+    """Calibrating on augmented images (`calib_augment='crop_flip'`) is a run of its own: it is not skipped as done when
+    the as-stored run is in the CSV, it reaches `compare_methods`, and a table refuses rows of both settings mixed."""
+    from asr_lit.checkpoints import load_model
+    from asr_lit.data import cifar10, stratified_subset
+    from asr_lit.evaluate import compare_methods
+    kw = dict(archs=('resnet20',), sparsities=(0.8,), kinds=('global',), methods=('none', 'bn_only'), seeds=(0,), n_calib=32, n_test=100)
+    g, ga = sweep_grid(**kw), sweep_grid(**kw, calib_augment='crop_flip')
+    assert set(g.calib_augment) == {AS_STORED} and set(ga.calib_augment) == {'crop_flip'}
+    csv = tmp_path/'s.csv'
+    run_sweep(g, csv, device='cpu', progress=False)
+    assert len(pending_runs(ga, csv)) == len(ga)
+    done = run_sweep(ga, csv, device='cpu', progress=False)
+    assert len(done) == 2*len(g) and not done.duplicated(SWEEP_KEYS).any()
+    assert done[done.method == 'none'].acc.nunique() == 1                      # no calibration, nothing to augment
+    direct = compare_methods(load_model('resnet20'), cifar10('train'), stratified_subset(cifar10('test'), 100, seed=0), (0.8,), ('bn_only',),
+                             (0,), 32, device='cpu', progress=False, calib_augment='crop_flip')
+    assert done.set_index(['method', 'calib_augment']).acc[('bn_only', 'crop_flip')] == direct.acc.iloc[0]
+    with pytest.raises(ValueError, match='mix calibration settings'): sweep_table(done, 0.8)
+    assert list(sweep_table(done[done.calib_augment == 'crop_flip'], 0.8).index) == ['resnet20']
+    with pytest.raises(ValueError, match='calib_augment must be one of'): sweep_grid(**kw, calib_augment='rotate')
+
+
+def test_a_csv_from_before_the_calibration_column_resumes(tmp_path):
+    "Rows written before `calib_augment` existed were calibrated on the images as stored: they count as done for that setting only."
+    kw = dict(archs=('resnet20',), sparsities=(0.7, 0.9), kinds=('global',), methods=('bn_only',), seeds=(0,))
+    g = sweep_grid(**kw)
+    csv = tmp_path/'old.csv'
+    g.drop(columns='calib_augment').assign(acc=0.5).to_csv(csv, index=False)
+    assert pending_runs(g, csv).empty and pending_runs(g.drop(columns='calib_augment'), csv).empty
+    assert len(pending_runs(sweep_grid(**kw, calib_augment='crop_flip'), csv)) == len(g)
+    assert list(read_sweep(csv).calib_augment) == [AS_STORED]*len(g)
