@@ -21,7 +21,8 @@ CHEAP_ARCH = 'resnet20'   # the rows a test can afford: the smallest pretrained 
 # A fixed sample: one row per sparsity kind, different methods and calibration draws
 SWEEP_FIXED = [dict(arch='resnet20', kind='global', sparsity=0.9, method='asr', seed=0, calib_augment='none'),
                dict(arch='resnet20', kind='channel', sparsity=0.5, method='naive', seed=1, calib_augment='none'),
-               dict(arch='resnet20', kind='nm', sparsity=0.5, method='mean_std', seed=2, calib_augment='none')]
+               dict(arch='resnet20', kind='nm', sparsity=0.5, method='mean_std', seed=2, calib_augment='none'),
+               dict(arch='resnet20', kind='global', sparsity=0.9, method='asr', seed=0, calib_augment='crop_flip')]   # calibration augmented
 # The reconstruction grid's cheapest least-squares row: it reproduced exactly when tried, but costs about 130 s of CPU
 # (2 cores: over a minute), more than CI affords, so it runs only with ASR_LIT_RESULTS_LSQ=1. In CI the reconstruction
 # file is covered by the rotating pick among its cheap (channel-wise) rows.
@@ -74,7 +75,7 @@ def test_committed_csvs_are_consistent():
     assert not rec.duplicated(['net', 'sparsity', 'kind', 'method', 'seed']).any()
 
 @pytest.mark.parametrize('which,r', _sweep_rows(), ids=lambda x: x if isinstance(x, str) else
-                         f"{x.arch}-{x.kind}-{x.sparsity}-{x.method}-s{x.seed}")
+                         f"{x.arch}-{x.kind}-{x.sparsity}-{x.method}-s{x.seed}-{x.calib_augment}")
 def test_sweep_row_reproduces(which, r):
     from asr_lit.sweep import SWEEP_KEYS, run_sweep
     csv = Path(tempfile.mkdtemp())/'rerun.csv'
