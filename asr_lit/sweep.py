@@ -320,7 +320,7 @@ def sweep_summary(res:pd.DataFrame, # sweep CSV contents, as for `sweep_facts`
         f"- **At 50 to 70%** all repairs are within {f['spread_low']:.1f} points of each other, and at 50% the unrepaired "
         f"model is as good as or better than any repair on {_models(f['none_best50'])} (recalibrating on "
         f"{int(res.n_calib.iloc[0]):,} training images as stored costs up to {f['recal_cost50']:.1f} points when little is pruned: "
-        "the running statistics were averaged over augmented images, and 20a_paper_setting measures the cost of the mismatch).",
+        "the running statistics were averaged over augmented images, and the last section repeats the grid with calibration images augmented as in training).",
         f"- **Output-channel pruning** is where per-channel corrections add most over BN-only: naive matching "
         f"{_range(f['naive_over_bn_ch'])} points, ASR {_range(f['asr_over_bn_ch'])}; on 2:4 sparsity every repair is within "
         f"{f['nm_spread']:.1f} points of BN-only."])
