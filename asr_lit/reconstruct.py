@@ -114,7 +114,7 @@ def masked_ridge_solve(G:Tensor, # (d, d) Gram of the inputs, float64
     "Per output `o`: `w_S = (G_SS + lam I)^-1 (C_S,o + lam prior_S,o)` on its kept set `S`, zero elsewhere; the (k, d) weights and how many solves needed a fallback."
     if ridge < 0: raise ValueError(f"ridge must be >= 0, got {ridge}")
     lam = ridge * G.diagonal().mean().clamp_min(0)
-    W, fallbacks = torch.zeros(mask.shape, dtype=torch.float64), 0
+    W, fallbacks = torch.zeros(mask.shape, dtype=torch.float64, device=G.device), 0   # on G's device (CUDA too)
     for o in range(mask.shape[0]):
         S = mask[o].nonzero().squeeze(1)
         if len(S) == 0: continue
