@@ -164,7 +164,6 @@ def asr_sweep(csv:str='sweep_results.csv', # results file; rows already there ar
         for k in kinds.split(','):
             if k not in SPARSITY_KINDS: raise ValueError(f"unknown sparsity kind {k!r}; choose from {', '.join(SPARSITY_KINDS)}")
         for m in methods.split(','): get_method(m)
-        if augment not in CALIB_AUGMENTS: raise ValueError(f"augment must be one of {CALIB_AUGMENTS}, got {augment!r}")
         if n_test is None: n_test = 0 if (device or ('cuda' if torch.cuda.is_available() else 'cpu')).startswith('cuda') else 2000
         grid = sweep_grid(tuple(archs.split(',')), sp, tuple(kinds.split(',')), tuple(methods.split(',')),
                           tuple(int(s) for s in seeds.split(',')), n_calib, n_test or None, dataset, calib_augment=augment)
