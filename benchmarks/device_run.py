@@ -62,15 +62,15 @@ for job, arch, sps, *ms in JOBS:
         if job == 'sweep':
             seeds = tuple(int(x) for x in ms[1].split(',')) if len(ms) > 1 else (0, 1, 2)
             grid = sw.sweep_grid((arch,), sps, ('global',), tuple(m for m in (ms[0].split(',') if ms else DEFAULT_METHODS) if m not in BAD), seeds, n_test=None)
-            n0 = len(sw.pending_runs(grid, OUT/'sweep_results.csv'))
+            before = len(sw.pending_runs(grid, OUT/'sweep_results.csv'))
             sw.run_sweep(grid, OUT/'sweep_results.csv', device=dev, progress=False, budget_min=left_min())
-            n1 = len(sw.pending_runs(grid, OUT/'sweep_results.csv'))
+            added = before - len(sw.pending_runs(grid, OUT/'sweep_results.csv'))
         else:
             test2k = stratified_subset(test, 2000, seed=0)
             csv = OUT/'reconstruction_results.csv'
-            n1 = len(pd.read_csv(csv)) if csv.exists() else 0
+            before = len(pd.read_csv(csv)) if csv.exists() else 0
             run_grid({arch: partial(load_model, arch)}, train, test2k, sps, tuple(m for m in RECON if m not in BAD), (0, 1, 2), 1024, csv=csv, budget_min=left_min(), device=dev)
-            n0 = len(pd.read_csv(csv))
-    except Exception: n0 = n1 = 0; print(f'{job} {arch} FAILED'); traceback.print_exc()
-    print(f'{job} {arch} {sps}: {abs(n0 - n1)} rows in {time.time()-t:.0f}s; {left_min():.1f} min left', flush=True)
+            added = len(pd.read_csv(csv)) - before
+    except Exception: added = 0; print(f'{job} {arch} FAILED'); traceback.print_exc()
+    print(f'{job} {arch} {sps}: {added} rows in {time.time()-t:.0f}s; {left_min():.1f} min left', flush=True)
 print(f'done in {time.time()-T0:.0f}s', flush=True)
