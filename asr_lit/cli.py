@@ -205,6 +205,7 @@ def asr_train(arch:str, # a registry model (`asr_lit.models.MODELS`); the tv_ on
               epochs:int=None, # passes over the training images (default: the length of --sizes, else 30)
               seed:int=0, # seed of the initialisation, the data order and the augmentation
               n_train:int=None, # stratified subset of the training split (default: all)
+              n_test:int=None, # stratified subset of the test split for the card's accuracy and the per-epoch check (default: all; for quick checks)
               out:str=None, # output folder (default: `weights_dir()`)
               device:str=None, # cpu or cuda (default: CUDA when present)
               precision:str='auto', # bf16 (autocast), fp32, or auto: bf16 where the hardware has it
@@ -221,13 +222,15 @@ def asr_train(arch:str, # a registry model (`asr_lit.models.MODELS`); the tv_ on
              ):
     "Train a registry model on CIFAR-10 or Imagenette and save fp16 safetensors, its card and its log (see `train_checkpoint`)."
     from asr_lit.models import MODELS
+    from asr_lit.data import stratified_subset
     try:
         if arch not in MODELS: raise ValueError(f"unknown arch {arch!r}; valid names: {', '.join(MODELS)}")
         if data not in DATASETS: raise ValueError(f"unknown data {data!r}; choose one of {', '.join(sorted(DATASETS))}")
         if precision not in ('auto', 'bf16', 'fp32'): raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
         recipe = dict(bs=bs, lr=lr, wd=wd, momentum=momentum, warmup=warmup, label_smoothing=label_smoothing, pad=pad)
-        card = train_checkpoint(arch, name, epochs, seed, n_train, out_dir=out, device=device, precision=precision,
-                                sizes=sizes, resume=resume, note=note, data=data, **recipe)
+        test = stratified_subset(DATASETS[data]['test'](), n_test, 0) if n_test is not None else None
+        card = train_checkpoint(arch, name, epochs, seed, n_train, n_monitor=min(2000, n_test or 2000), out_dir=out, test=test,
+                                device=device, precision=precision, sizes=sizes, resume=resume, note=note, data=data, **recipe)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"asr_train: error: {e}", file=sys.stderr); sys.exit(2)
     print(f"{card['arch']}: test accuracy {100*card['accuracy']:.2f}% ({card['test_data']}) after {card['epochs']} epochs, "

@@ -15,6 +15,7 @@ from asr_lit.checkpoints import load_model, available_models
 import asr_lit.sweep as sw
 from asr_lit.evaluate import run_grid, DEFAULT_METHODS
 OUT, DEADLINE = Path(os.environ.get('OUT', '/tmp/out')), float(os.environ.get('GPU_DEADLINE_S', 480))
+N_TEST = int(os.environ['GPU_N_TEST']) if os.environ.get('GPU_N_TEST') else None   # sweep jobs: a stratified test subset (under test); default the whole split
 left_min = lambda: (DEADLINE - (time.time() - T0)) / 60
 dev = 'cuda' if torch.cuda.is_available() else 'cpu'
 print('device', dev, torch.cuda.get_device_name() if dev == 'cuda' else '', 'torch', torch.__version__, flush=True)
@@ -61,7 +62,7 @@ for job, arch, sps, *ms in JOBS:
     try:
         if job == 'sweep':
             seeds = tuple(int(x) for x in ms[1].split(',')) if len(ms) > 1 else (0, 1, 2)
-            grid = sw.sweep_grid((arch,), sps, ('global',), tuple(m for m in (ms[0].split(',') if ms else DEFAULT_METHODS) if m not in BAD), seeds, n_test=None)
+            grid = sw.sweep_grid((arch,), sps, ('global',), tuple(m for m in (ms[0].split(',') if ms else DEFAULT_METHODS) if m not in BAD), seeds, n_test=N_TEST)
             before = len(sw.pending_runs(grid, OUT/'sweep_results.csv'))
             sw.run_sweep(grid, OUT/'sweep_results.csv', device=dev, progress=False, budget_min=left_min())
             added = before - len(sw.pending_runs(grid, OUT/'sweep_results.csv'))

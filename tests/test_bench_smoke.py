@@ -72,13 +72,13 @@ def test_device_run_reproduces_the_cpu_path(tmp_path):
     "The GPU machine's run (`device_prep.py`, `device_run.py`) rebuilds the data from the carried JPEG files and writes the rows `run_sweep` writes here."
     import os, pandas as pd
     from asr_lit.sweep import sweep_grid, run_sweep, SWEEP_KEYS
-    env = dict(os.environ, ASR_LIT_CARRY=str(tmp_path/'carry'), OUT=str(tmp_path/'out'), GPU_FRESH='1', GPU_SMOKE='0', GPU_DEADLINE_S='600')
+    env = dict(os.environ, ASR_LIT_CARRY=str(tmp_path/'carry'), OUT=str(tmp_path/'out'), GPU_FRESH='1', GPU_SMOKE='0', GPU_DEADLINE_S='600', GPU_N_TEST='1000')
     (tmp_path/'out').mkdir()
     for cmd in (['device_prep.py'], ['device_run.py', 'sweep:resnet20-jpeg-s0:0.5:bn_only:1']):
         p = subprocess.run([sys.executable, str(ROOT/'benchmarks'/cmd[0]), *cmd[1:]], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     there = pd.read_csv(tmp_path/'out'/'sweep_results.csv')
-    here = run_sweep(sweep_grid(('resnet20-jpeg-s0',), (0.5,), methods=('bn_only',), seeds=(1,), n_test=None), tmp_path/'here.csv', device='cpu', progress=False)
-    assert len(there) == 1
+    here = run_sweep(sweep_grid(('resnet20-jpeg-s0',), (0.5,), methods=('bn_only',), seeds=(1,), n_test=1000), tmp_path/'here.csv', device='cpu', progress=False)
+    assert len(there) == 1 and there.n_test[0] == 1000
     cols = SWEEP_KEYS + ['dense_acc', 'acc', 'data_source', 'weights_sha256']
     pd.testing.assert_frame_equal(there[cols].sort_values('seed').reset_index(drop=True), here[cols].sort_values('seed').reset_index(drop=True))

@@ -93,10 +93,11 @@ def test_checkpoint_reproduces_card(name):
     assert abs(got - want) <= 0.002, f"{name}: measured {100*got:.2f}%, card says {100*want:.2f}%"
 
 def test_cli_tiny_run_exits_zero(tmp_path):
-    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16:1,32:1', '--resume', '--n_train', '512', '--bs', '64', '--out', str(tmp_path),
+    r = subprocess.run([str(BIN/'asr_train'), 'resnet20', '--sizes', '16:1,32:1', '--resume', '--n_train', '512', '--n_test', '500', '--bs', '64', '--out', str(tmp_path),
                         '--device', 'cpu'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert 'test accuracy' in r.stdout and (tmp_path/'resnet20-jpeg-s0.safetensors').is_file()
     card = json.loads((tmp_path/'resnet20-jpeg-s0.json').read_text())
     assert card['epochs'] == 2 and card['sizes'] == '16:1,32:1', card
+    assert 'stratified 500 of 10000' in card['test_data'] and card['subset']['n'] == 500, card   # --n_test: the card says what it measured on
     assert not list(tmp_path.glob('*.resume.pt*')), list(tmp_path.iterdir())   # the state goes once the checkpoint is written
