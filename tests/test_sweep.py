@@ -112,7 +112,8 @@ def test_facts_use_only_models_with_the_whole_grid():
     "A model swept at a few settings only (DenseNet-121 at 70/90%) must not enter the reproduction's facts, nor break them."
     from asr_lit.sweep import sweep_facts
     res = read_sweep(ROOT/'nbs'/'sweep_results.csv')
-    pre = res[res.arch.str.startswith('resnet') & (res.calib_augment == AS_STORED)]
+    from asr_lit.checkpoints import PRETRAINED_CIFAR
+    pre = res[res.arch.isin(PRETRAINED_CIFAR) & (res.calib_augment == AS_STORED)]
     few = pre[pre.arch == 'resnet20'].assign(arch='other')
     few = few[(few.kind == 'global') & few.sparsity.isin((0.7, 0.9))]
     f, g = sweep_facts(pre), sweep_facts(pd.concat([pre, few]))
