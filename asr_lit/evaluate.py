@@ -174,19 +174,25 @@ def ablate(dense, train_set, test_set, # the dense model, the training split (ca
     return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/05_evaluate.ipynb #a1f0c002
+def _run_keys(df): return pd.Series(list(zip(df.net, df.sparsity.astype(float).round(4), df.seed.astype(int), df.method)), index=df.index, dtype=object)
+
 def run_grid(nets:dict, # label -> model, or a function of no arguments that returns one (called only if it has work)
              train_set, test_set, # the training split (calibration draws) and the test set
              sparsities, methods, seeds, # the grid (see `compare_methods`)
              n_calib:int=1024, # calibration images per draw
              csv=None, # a CSV path: rows already there are kept and skipped, each new row appended as soon as it is measured
              budget_min:float=math.inf, # stop starting new runs after this many minutes (rerun to continue)
+             known:pd.DataFrame|None=None, # rows of the same runs measured elsewhere (columns as returned): used, not measured, not written to `csv`
              **opts, # passed to `compare_methods` (kind=, device=, repair options)
             ) -> pd.DataFrame:
     "Rows of `compare_methods` for every (net, sparsity, draw, method), resumed from `csv` and appended to it as measured; column `net` is the label."
     from pathlib import Path
     csv = Path(csv) if csv is not None else None
     old = pd.read_csv(csv) if csv is not None and csv.is_file() else pd.DataFrame(columns=['net', 'sparsity', 'seed', 'method'])
-    done, rows, t0, new = set(zip(old.net, old.sparsity.round(4), old.seed, old.method)), [old] if len(old) else [], time.time(), 0
+    if known is not None and len(known):   # the CSV's own row wins where both hold a run
+        known = known[~_run_keys(known).isin(set(_run_keys(old)))]
+        old = pd.concat([old, known], ignore_index=True) if len(old) else known.reset_index(drop=True)
+    done, rows, t0, new = set(_run_keys(old)), [old] if len(old) else [], time.time(), 0
     for label, net in nets.items():
         todo = {(s, sd): [m for m in methods if (label, round(s, 4), sd, m) not in done] for s in sparsities for sd in seeds}
         todo = {k: v for k, v in todo.items() if v}

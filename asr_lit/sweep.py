@@ -13,9 +13,9 @@ from .evaluate import DEFAULT_METHODS, _by_depth, sparsity_figure
 from .rules.asr import PAPER_90
 
 # %% auto #0
-__all__ = ['SWEEP_KEYS', 'AS_STORED', 'UNIT_KEYS', 'model_dataset', 'sweep_grid', 'read_sweep', 'pending_runs', 'run_sweep',
-           'sweep_units', 'local_pool', 'dask_executor', 'sweep_table', 'sweep_figure', 'ordering', 'sweep_facts',
-           'sweep_summary']
+__all__ = ['SWEEP_KEYS', 'AS_STORED', 'UNIT_KEYS', 'model_dataset', 'sweep_grid', 'read_sweep', 'pending_runs', 'grid_rows',
+           'run_sweep', 'sweep_units', 'local_pool', 'dask_executor', 'sweep_table', 'sweep_figure', 'ordering',
+           'sweep_facts', 'sweep_summary']
 
 # %% ../nbs/20_sweep.ipynb #20e7b46e
 SWEEP_KEYS = ['dataset', 'arch', 'kind', 'sparsity', 'method', 'seed', 'n_calib', 'n_test', 'calib_augment']
@@ -75,6 +75,21 @@ def pending_runs(grid:pd.DataFrame, # from `sweep_grid`
     if missing: raise ValueError(f"{csv} is not a sweep results file (no columns {missing}); use another file name")
     key = lambda df: df[SWEEP_KEYS].astype(str).agg('|'.join, axis=1)
     return grid[~key(grid).isin(set(key(done)))]
+
+# %% ../nbs/20_sweep.ipynb #grw00002
+def grid_rows(res:pd.DataFrame, # sweep CSV contents (`read_sweep`)
+              nets:dict, # label -> model name (as `run_grid` takes them, by name)
+              kind:str='global', # the setting of the runs wanted: sparsity kind,
+              n_calib:int=1024, # calibration images per draw,
+              n_test:int|None=None, # test images (None: the whole test split; those rows keep the sweep's `n_test` of -1)
+              calib_augment:str=AS_STORED, # and calibration augmentation
+             ) -> pd.DataFrame:
+    "The sweep's runs of `nets` in one setting as `run_grid` rows (column `net`: the label), for `run_grid(known=...)`; rows of other weights are left out."
+    from asr_lit.checkpoints import weights_sha256
+    res, cols = _with_calib(res), ['sparsity', 'kind', 'method', 'seed', 'n_calib', 'n_test', 'dense_acc', 'acc', 'repair_s', 'device', 'net']
+    same = (res.kind == kind) & (res.n_calib == n_calib) & (res.n_test == (-1 if n_test is None else n_test)) & (res.calib_augment == calib_augment)
+    out = [res[same & (res.arch == arch) & (res.get('weights_sha256') == weights_sha256(arch))].assign(net=label) for label, arch in nets.items()]
+    return pd.concat(out, ignore_index=True)[cols]
 
 # %% ../nbs/20_sweep.ipynb #2193a006
 def _load_data(name, n_test):
