@@ -189,8 +189,9 @@ def run_grid(nets:dict, # label -> model, or a function of no arguments that ret
     from pathlib import Path
     csv = Path(csv) if csv is not None else None
     old = pd.read_csv(csv) if csv is not None and csv.is_file() else pd.DataFrame(columns=['net', 'sparsity', 'seed', 'method'])
-    if known is not None and len(known):   # the CSV's own row wins where both hold a run
-        known = known[~_run_keys(known).isin(set(_run_keys(old)))]
+    if known is not None and len(known):   # only the grid's runs; the CSV's own row wins where both hold a run
+        grid = {(n, round(float(s), 4), int(sd), m) for n in nets for s in sparsities for sd in seeds for m in methods}
+        known = known[_run_keys(known).isin(grid) & ~_run_keys(known).isin(set(_run_keys(old)))]
         old = pd.concat([old, known], ignore_index=True) if len(old) else known.reset_index(drop=True)
     done, rows, t0, new = set(_run_keys(old)), [old] if len(old) else [], time.time(), 0
     for label, net in nets.items():

@@ -56,7 +56,7 @@ def test_bench_floor_smoke(tmp_path):
 def test_bench_sweep_smoke(tmp_path):
     out = tmp_path / 'sweep.txt'
     text = bench('bench_sweep.py', out, '--smoke')
-    for s in ('bench_sweep', 'dense reference reused', 'bn_only', 'asr', 'x forward', 'goal: the slowest channel-wise repair / forward'):
+    for s in ('bench_sweep', 'dense reference reused', 'bn_only', 'asr', 'x forward', 'goal: the slowest channel-wise repair / forward', 'of which the per-channel statistics'):
         assert s in text, (s, text)
 
 
