@@ -212,6 +212,30 @@ def test_same_seed_same_result(seed):
     assert a1 == a2 and torch.equal(o1, o2)
 
 
+STAGED = [m for m in ALL_METHODS if METHODS[m].stage is not None]   # methods with a first stage (reconstruction)
+
+@seed(PROPS_SEED)
+@settings(max_examples=3, deadline=None, database=None)
+@given(seed=seeds, sparsity=st.sampled_from([0.5, 0.9]))
+def test_shared_first_stage_is_exact(seed, sparsity):
+    "Reconstruction is deterministic, so `compare_methods` may run a first stage once for the methods that share it: the rows equal separate runs."
+    from asr_lit.evaluate import compare_methods
+    torch.manual_seed(seed)
+    dense = TinyRes(6, 2, classes=4)
+    train, test = synthetic(64, n_classes=4, size=8, seed=seed), synthetic(40, n_classes=4, size=8, seed=seed + 1)
+    dense.train()
+    with torch.no_grad(): dense(train.floats()[:32])
+    dense.eval()
+    kw = dict(sparsities=(sparsity,), seeds=(0,), n_calib=16, device='cpu', progress=False)
+    shared = compare_methods(dense, train, test, methods=STAGED, **kw)
+    apart = [compare_methods(dense, train, test, methods=(m,), **kw) for m in STAGED]
+    assert list(shared.acc) == [float(a.acc.iloc[0]) for a in apart]
+    calib, pruned = calib_sample(train, 16, seed=0), prune_model(dense, sparsity)
+    for m in STAGED:   # and the repaired weights, twice from scratch
+        a, b = repair(pruned, dense, calib, m)[0].state_dict(), repair(pruned, dense, calib, m)[0].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 @PROPS
 @given(seed=seeds, method=st.sampled_from(ALL_METHODS), site=st.sampled_from(['block', 'bn', 'conv']),
        fold=st.booleans(), kind=st.sampled_from(['global', 'uniform', 'channel', 'nm']), dense_train=st.booleans())
