@@ -80,20 +80,30 @@ def _to(v, device):
     return v
 
 # %% ../nbs/03c_passes.ipynb #529c4f87
+def _segments(nodes, barrier, site):
+    "`nodes` cut into runs: a run starts at a `barrier` node (or after a site) and ends at a `site` node (or before a barrier)."
+    runs, cur = [], []
+    for nd in nodes:
+        if cur and barrier(nd): runs.append(cur); cur = []
+        cur.append(nd)
+        if site(nd): runs.append(cur); cur = []
+    return runs + [cur] if cur else runs
+
 def _staged(model, traced, chunks, recal, device=None, store=None, profile=None):
-    """Run the graph of `traced = _trace(model, sites)` node by node, each node over all `chunks` before the next.
-    With `recal`, each BatchNorm is recalibrated from all chunks' inputs before any chunk is normalised. At each site
-    yields `(name, outputs of all chunks)`; the caller measures them and sets the site's correction, which the
-    graph's next node (the `ChannelAffine` of a `Corrected` wrapper) then applies. Returns the outputs per chunk.
-    `store`: where the cached activations are kept, when not on `device`."""
+    """Run the graph of `traced = _trace(model, sites)` segment by segment, the nodes between two barriers chunk by
+    chunk. With `recal`, each BatchNorm is a barrier: recalibrated from all chunks' inputs before any chunk is
+    normalised. Each site is one too: yields `(name, outputs of all chunks)`; the caller measures them and sets the
+    site's correction, which the graph's next node (the `ChannelAffine` of a `Corrected` wrapper) then applies.
+    Returns the outputs per chunk. `store`: where activations used past their segment are kept, when not on `device`."""
     graph, site_of = traced
-    mods = dict(model.named_modules())
-    nodes = list(graph.nodes)
-    last = {}
-    for i, nd in enumerate(nodes):
-        for a in nd.all_input_nodes: last[a] = i
-    env, batched = {}, set()
+    mods, nodes = dict(model.named_modules()), list(graph.nodes)
+    pos = {nd: i for i, nd in enumerate(nodes)}
+    last = {a: i for i, nd in enumerate(nodes) for a in nd.all_input_nodes}
     first = next(nd for nd in nodes if nd.op == 'placeholder')
+    batched = {first}                                                   # nodes with one value per chunk
+    for nd in nodes:
+        if any(a in batched for a in nd.all_input_nodes): batched.add(nd)
+    env, K = {first: list(chunks)}, len(chunks)
     def getter(c):
         def get(a):
             if a not in batched: return env[a]
@@ -105,31 +115,39 @@ def _staged(model, traced, chunks, recal, device=None, store=None, profile=None)
         if nd.op == 'call_module': return mods[nd.target](*args, **kwargs)
         if nd.op == 'call_function': return nd.target(*args, **kwargs)
         return getattr(args[0], nd.target)(*args[1:], **kwargs)        # call_method
-    K = len(chunks)
-    for i, nd in enumerate(nodes):
-        if nd.op == 'placeholder':
-            if nd is first: env[nd] = list(chunks); batched.add(nd)
-            else: env[nd] = nd.args[0] if nd.args else None             # default value of an extra argument
-        elif nd.op == 'get_attr': env[nd] = _attr(model, nd.target)
-        elif nd.op == 'output': return [fx.node.map_arg(nd.args[0], getter(c)) for c in range(K)]
-        elif not any(a in batched for a in nd.all_input_nodes): env[nd] = call(nd, None)
-        else:
-            m = mods.get(nd.target) if nd.op == 'call_module' else None
-            if recal and isinstance(m, _BN) and m.running_mean is not None:  # a barrier: statistics of every chunk first
-                acc = StreamingStats()
-                for c in range(K): acc.add(getter(c)(nd.args[0]))
-                _set_bn(m, acc.result())
-            outs = [call(nd, c) for c in range(K)]
-            if nd in site_of: yield site_of[nd], outs                   # a barrier: measured, corrected downstream
-            env[nd] = outs if store is None else [_to(o, store) for o in outs]
-            batched.add(nd)
-            if profile is not None:
-                live = sum(_nbytes(env[a]) for a in batched if a in env)
-                profile['frontier'] = max(profile.get('frontier', 0), live)
-                profile['step'] = max(profile.get('step', 0), _nbytes(outs))
-                if nd in site_of: profile['sites'] = profile.get('sites', 0) + _nbytes(outs)
-        for a in nd.all_input_nodes:
-            if last.get(a) == i: env.pop(a, None)
+    def is_bn(nd):
+        m = mods.get(nd.target) if nd.op == 'call_module' else None
+        return recal and nd in batched and isinstance(m, _BN) and m.running_mean is not None
+    for seg in _segments(nodes, lambda nd: is_bn(nd) or nd.op == 'output', lambda nd: nd in site_of):
+        work = []
+        for nd in seg:                                                  # what does not depend on the images: once
+            if nd.op == 'output': return [fx.node.map_arg(nd.args[0], getter(c)) for c in range(K)]
+            if nd.op == 'placeholder':
+                if nd is not first: env[nd] = nd.args[0] if nd.args else None   # default value of an extra argument
+            elif nd.op == 'get_attr': env[nd] = _attr(model, nd.target)
+            elif nd not in batched: env[nd] = call(nd, None)
+            else: work.append(nd); env[nd] = [None] * K
+        if not work: continue
+        if is_bn(work[0]):                                              # a barrier: statistics of every chunk first
+            acc = StreamingStats()
+            for c in range(K): acc.add(getter(c)(work[0].args[0]))
+            _set_bn(mods[work[0].target], acc.result())
+        end, tail, sizes = pos[work[-1]], work[-1], {}
+        for c in range(K):                                              # a chunk through the whole segment: it stays in the cache
+            for nd in work:
+                o = call(nd, c)
+                env[nd][c] = o if store is None or nd is tail or last.get(nd, end) <= end else _to(o, store)
+                if profile is not None:
+                    sizes[nd] = sizes.get(nd, 0) + _nbytes(o)
+                    if c == K - 1: profile['frontier'] = max(profile.get('frontier', 0), sum(_nbytes(env[a]) for a in batched if a in env))
+                for a in nd.all_input_nodes:
+                    if last.get(a) == pos[nd] and a in batched: env[a][c] = None   # this chunk's value is used no more
+        if tail in site_of: yield site_of[tail], env[tail]             # a barrier: measured, corrected downstream
+        if store is not None and last.get(tail, end) > end: env[tail] = [_to(o, store) for o in env[tail]]
+        for a in [a for a in env if a in batched and last.get(a, len(nodes)) <= end]: env.pop(a)
+        if profile is not None:
+            profile['step'] = max(profile.get('step', 0), *sizes.values())
+            if tail in site_of: profile['sites'] = profile.get('sites', 0) + sizes[tail]
 
 def _drive(gen, on_site=None):
     "Run a staged generator to its end, handing each site's outputs to `on_site(name, outputs)`; its return value."
