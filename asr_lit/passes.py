@@ -104,6 +104,7 @@ def _staged(model, traced, chunks, recal, device=None, store=None, profile=None)
     for nd in nodes:
         if any(a in batched for a in nd.all_input_nodes): batched.add(nd)
     env, K = {first: list(chunks)}, len(chunks)
+    held = {(first, c): _nbytes(x) for c, x in enumerate(chunks)} if profile is not None else None   # bytes per (node, chunk) alive
     def getter(c):
         def get(a):
             if a not in batched: return env[a]
@@ -138,13 +139,17 @@ def _staged(model, traced, chunks, recal, device=None, store=None, profile=None)
                 o = call(nd, c)
                 env[nd][c] = o if store is None or nd is tail or last.get(nd, end) <= end else _to(o, store)
                 if profile is not None:
-                    sizes[nd] = sizes.get(nd, 0) + _nbytes(o)
-                    if c == K - 1: profile['frontier'] = max(profile.get('frontier', 0), sum(_nbytes(env[a]) for a in batched if a in env))
+                    held[nd, c] = _nbytes(o); sizes[nd] = sizes.get(nd, 0) + held[nd, c]
+                    if c == K - 1: profile['frontier'] = max(profile.get('frontier', 0), sum(held.values()))
                 for a in nd.all_input_nodes:
-                    if last.get(a) == pos[nd] and a in batched: env[a][c] = None   # this chunk's value is used no more
+                    if last.get(a) == pos[nd] and a in batched:
+                        env[a][c] = None                                # this chunk's value is used no more
+                        if profile is not None: held.pop((a, c), None)
         if tail in site_of: yield site_of[tail], env[tail]             # a barrier: measured, corrected downstream
         if store is not None and last.get(tail, end) > end: env[tail] = [_to(o, store) for o in env[tail]]
-        for a in [a for a in env if a in batched and last.get(a, len(nodes)) <= end]: env.pop(a)
+        for a in [a for a in env if a in batched and last.get(a, len(nodes)) <= end]:
+            env.pop(a)
+            if profile is not None: held = {k: v for k, v in held.items() if k[0] is not a}
         if profile is not None:
             profile['step'] = max(profile.get('step', 0), *sizes.values())
             if tail in site_of: profile['sites'] = profile.get('sites', 0) + sizes[tail]
