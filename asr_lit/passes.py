@@ -149,7 +149,8 @@ def _staged(model, traced, chunks, recal, device=None, store=None, profile=None)
         if store is not None and last.get(tail, end) > end: env[tail] = [_to(o, store) for o in env[tail]]
         for a in [a for a in env if a in batched and last.get(a, len(nodes)) <= end]:
             env.pop(a)
-            if profile is not None: held = {k: v for k, v in held.items() if k[0] is not a}
+            if profile is not None:
+                for c in range(K): held.pop((a, c), None)
         if profile is not None:
             profile['step'] = max(profile.get('step', 0), *sizes.values())
             if tail in site_of: profile['sites'] = profile.get('sites', 0) + sizes[tail]
