@@ -41,6 +41,8 @@ def run(fn:Path, dest:Path) -> bool:
         direc = getattr(cell, 'directives_', {}) or {}
         if direc.get('eval:', [''])[0].lower() == 'false': return True
         return flags & direc.keys()
+    for c in nb.cells:   # execnb keeps a cell's saved outputs when it shows nothing now: clear them, or a lost figure goes unseen
+        if c.cell_type == 'code': c.outputs = []
     k, ok, t0 = CaptureShell(fn), True, time.time()
     ran = set()
     if not skipped:

@@ -24,7 +24,7 @@ def test_notebooks_found():
     assert 'index.ipynb' in NBS and '14_asr.ipynb' in NBS, NBS
 
 def saved_outputs(nb):
-    "Cell id -> outputs summarised as the runner does, from the notebook file."
+    "Cell id -> outputs summarised as the runner does, from the notebook file (a name in nbs/, or an absolute path)."
     sys.path.insert(0, str(ROOT/'tests'))
     from run_notebook import summarise
     cells = json.loads((ROOT/'nbs'/nb).read_text())['cells']
@@ -60,6 +60,21 @@ def test_compare_finds_a_lost_figure():
     fresh['d4f7a2c8'] = dict(ran=True, outputs=[dict(kind='markdown', text='other findings')])
     p = compare(nb, fresh)
     assert len(p) == 2 and 'd5c97e6c' in p[0] and 'no longer makes' in p[0] and 'differs' in p[1], p
+
+def test_runner_forgets_stale_outputs(tmp_path):
+    "A cell that now shows nothing must not hand back the figure saved from an older run (execnb keeps it otherwise)."
+    cell = lambda i, src, outs: dict(cell_type='code', id=i, metadata={}, execution_count=None, source=src, outputs=outs)
+    png = dict(output_type='display_data', metadata={}, data={'image/png': 'iVBORw0KGgo=', 'text/plain': '<Figure>'})
+    nb = dict(nbformat=4, nbformat_minor=5, metadata=dict(kernelspec=dict(name='python3', language='python', display_name='Python 3')),
+              cells=[cell('c1', 'x = 1', [png]), cell('c2', 'print(x + 1)', [dict(output_type='stream', name='stdout', text='old\n')])])
+    fn, out = tmp_path/'stale.ipynb', tmp_path/'out.json'
+    fn.write_text(json.dumps(nb))
+    r = subprocess.run([sys.executable, str(ROOT/'tests'/'run_notebook.py'), str(fn), str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cells = json.loads(out.read_text())['cells']
+    assert cells['c1'] == dict(ran=True, outputs=[]), cells['c1']
+    assert cells['c2']['outputs'] == [dict(kind='text', text='2\n')], cells['c2']
+    assert compare(str(fn), cells) == ["cell c1: {'figure': 1} saved, but the code now shows {} (a figure or table it no longer makes)"]
 
 @pytest.mark.parametrize('nb', NBS)
 def test_notebook_runs(nb):
