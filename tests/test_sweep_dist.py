@@ -46,10 +46,23 @@ def test_process_pool_budget_stops_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(rows(csv), rows(tmp_path/'serial.csv'))
 
 
+def _rows_written(csv) -> int:
+    "Rows in the driver's CSV so far; 0 while the file is absent or still empty (created, header not yet flushed)."
+    try: return len(pd.read_csv(csv))
+    except (FileNotFoundError, pd.errors.EmptyDataError): return 0
+
+def test_rows_written_waits_out_an_empty_file(tmp_path):
+    "The killer thread polls the CSV while the driver creates it: a file that exists but is still empty is 0 rows, not an error."
+    csv = tmp_path/'w.csv'
+    assert _rows_written(csv) == 0
+    csv.write_text(''); assert _rows_written(csv) == 0
+    csv.write_text('a,b\n'); assert _rows_written(csv) == 0
+    csv.write_text('a,b\n1,2\n'); assert _rows_written(csv) == 1
+
 def _kill_after_first_row(csv, pids):
     "Wait for the driver's first written unit, then SIGKILL one worker process."
     t0 = time.time()
-    while not (csv.exists() and len(pd.read_csv(csv)) > 0):
+    while not _rows_written(csv):
         if time.time() - t0 > 300: return
         time.sleep(0.05)
     os.kill(pids()[0], signal.SIGKILL)
